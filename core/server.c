@@ -1,0 +1,1068 @@
+/* The Core's WebSocket service: who may connect (rate limits, trusted proxies, dev mode),
+ * the core/auth handshake with tokens and TOTP, and every core action of PROTOCOL.md
+ * section 4 with its scope checks. Storage is the token store; this file owns sessions. */
+#include "core.h"
+
+#include "condrix/clock.h"
+#include "condrix/error.h"
+#include "condrix/limits.h"
+#include "condrix/log.h"
+#include "condrix/msg.h"
+#include "condrix/token.h"
+#include "condrix/totp.h"
+#include "condrix/version.h"
+#include "condrix/ws.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_SUBSCRIPTIONS 32
+#define MAX_PATTERN_CHARS 128
+
+static const char *const client_types[] = {NULL, "desktop", "web", "mobile", "cli"};
+
+/* One WebSocket connection's state. Kept small: thousands of these sit idle. */
+typedef struct session {
+    char ip[64];              /* client address for limits, logs and listings */
+    char id[37];              /* sessionId */
+    char prefix[9];           /* display prefix of the token in use */
+    char *token_name;         /* malloc'd once authenticated by a token; NULL otherwise */
+    char **subs;              /* subscription patterns, malloc'd on first subscribe */
+    int64_t connected_at;     /* Unix ms */
+    cx_msg_budget budget;     /* per-connection message rate */
+    unsigned scopes;          /* granted scopes once authenticated */
+    int retry_after;          /* seconds, when refused at connect */
+    uint8_t nsubs;            /* entries in subs */
+    uint8_t strikes;          /* requests before auth */
+    uint8_t invalid;          /* invalid messages in a row */
+    uint8_t client_type;      /* index into client_types */
+    uint8_t authed : 1;       /* may use actions */
+    uint8_t dev : 1;          /* authenticated by dev mode */
+    uint8_t limited : 1;      /* refused at connect: close on open */
+    uint8_t totp_asked : 1;   /* TOTP_REQUIRED was answered once */
+    uint8_t failing : 1;      /* a failed auth is waiting for its delayed answer */
+} session;
+
+/* ---- sending ---- */
+
+static void send_json(cx_conn *c, json_t *m)
+{
+    if (!m)
+        return;
+    size_t len;
+    char *text = cx_msg_encode(m, &len);
+    json_decref(m);
+    if (!text)
+        return;
+    (void)cx_conn_send_text(c, text, len);
+    free(text);
+}
+
+static void reply_ok(cx_conn *c, const cx_msg *req, json_t *payload)
+{
+    send_json(c, cx_msg_ok(req->ns, req->action, req->id, payload));
+}
+
+static void reply_err(cx_conn *c, const cx_msg *req, const char *code, const char *message)
+{
+    send_json(c, cx_msg_fail(req->ns, req->action, req->id, code, message, NULL, NULL));
+}
+
+static json_t *auth_failed_payload(void)
+{
+    return json_pack("{s:b, s:[]}", "authenticated", 0, "scopes");
+}
+
+/* ---- helpers ---- */
+
+static const char *payload_str(const cx_msg *m, const char *key)
+{
+    json_t *v = json_is_object(m->payload) ? json_object_get(m->payload, key) : NULL;
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Token name from `tokenName` (the original client's spelling) or `name`. */
+static const char *payload_token_name(const cx_msg *m)
+{
+    const char *n = payload_str(m, "tokenName");
+    return n ? n : payload_str(m, "name");
+}
+
+static bool has_forwarding_header(const cx_http_req *req)
+{
+    static const char *const names[] = {"X-Forwarded-For", "Forwarded", "CF-Connecting-IP",
+                                        "CF-Ray", "X-Real-IP"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (cx_http_req_header(req, names[i]))
+            return true;
+    return false;
+}
+
+static void iso(int64_t ms, char out[32])
+{
+    cx_tokens_iso8601(ms, out);
+}
+
+/* ---- touches: last-used times are written in batches, not per auth ---- */
+
+static void flush_touches(cx_core *core)
+{
+    if (core->ntouches == 0)
+        return;
+    sqlite3 *db = cx_tokens_db(core->tokens);
+    bool tx = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    for (int i = 0; i < core->ntouches; i++)
+        (void)cx_tokens_touch(core->tokens, core->touches[i].name, core->touches[i].at);
+    if (tx && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    core->ntouches = 0;
+}
+
+static void note_touch(cx_core *core, const char *name, int64_t now)
+{
+    for (int i = 0; i < core->ntouches; i++) {
+        if (strcmp(core->touches[i].name, name) == 0) {
+            core->touches[i].at = now;
+            return;
+        }
+    }
+    if (core->ntouches == CX_CORE_TOUCH_BATCH)
+        flush_touches(core);
+    snprintf(core->touches[core->ntouches].name, sizeof core->touches[0].name, "%s", name);
+    core->touches[core->ntouches].at = now;
+    core->ntouches++;
+}
+
+static void on_housekeeping(uv_timer_t *t)
+{
+    cx_core *core = t->data;
+    flush_touches(core);
+    cx_ratelimit_sweep(core->rl, cx_clock_now_ms());
+}
+
+/* ---- closing other connections of a token ---- */
+
+struct close_token_arg {
+    const char *name;
+    cx_conn *except;
+    const char *reason;
+};
+
+static void close_token_conn(cx_conn *c, void *arg)
+{
+    struct close_token_arg *a = arg;
+    session *s = cx_conn_data(c);
+    if (c == a->except || !s || !s->token_name || strcmp(s->token_name, a->name) != 0)
+        return;
+    cx_conn_close(c, CX_WS_CLOSE_ROTATED, a->reason);
+}
+
+static void close_token_conns(cx_core *core, const char *name, cx_conn *except, const char *reason)
+{
+    struct close_token_arg a = {name, except, reason};
+    cx_server_foreach(core->srv, close_token_conn, &a);
+}
+
+/* ---- authentication ---- */
+
+struct delayed_fail {
+    json_t *resp;       /* the answer, sent after the delay */
+    char reason[48];    /* close reason */
+};
+
+static void send_delayed_fail(cx_conn *c, void *arg)
+{
+    struct delayed_fail *d = arg;
+    if (c) {
+        session *s = cx_conn_data(c);
+        if (s)
+            s->failing = 0;
+        send_json(c, d->resp);
+        cx_conn_close(c, CX_WS_CLOSE_POLICY, d->reason);
+    } else {
+        json_decref(d->resp);
+    }
+    free(d);
+}
+
+/* Answer an auth failure and close 1008. Counted failures are answered after the
+ * growing delay the rate limiter chooses. */
+static void auth_fail(cx_core *core, cx_conn *c, const cx_msg *req, const char *code,
+                      const char *message, bool count)
+{
+    session *s = cx_conn_data(c);
+    int delay = 0;
+    if (count) {
+        bool blocked = false;
+        delay = cx_ratelimit_auth_failed(core->rl, s->ip, cx_clock_now_ms(), &blocked);
+        cx_log_info("auth failed from %s: %s%s", s->ip, code,
+                    blocked ? " (address now blocked)" : "");
+        (void)cx_tokens_audit(core->tokens, cx_clock_now_ms(), "auth.fail", NULL, s->ip, code);
+    }
+    json_t *resp = cx_msg_fail(req->ns, req->action, req->id, code, message, NULL,
+                               auth_failed_payload());
+    if (delay > 0) {
+        struct delayed_fail *d = malloc(sizeof *d);
+        if (d) {
+            d->resp = resp;
+            snprintf(d->reason, sizeof d->reason, "authentication failed");
+            s->failing = 1;
+            if (cx_conn_defer(c, (uint32_t)delay, send_delayed_fail, d) == CX_OK)
+                return;
+            s->failing = 0;
+            free(d);
+        }
+    }
+    send_json(c, resp);
+    cx_conn_close(c, CX_WS_CLOSE_POLICY, "authentication failed");
+}
+
+static void rate_limited(cx_conn *c, const cx_msg *req, int retry_after, bool close)
+{
+    json_t *details = json_pack("{s:i}", "retryAfter", retry_after);
+    char msg[96];
+    snprintf(msg, sizeof msg, "too many attempts; try again in %d seconds", retry_after);
+    send_json(c, cx_msg_fail(req->ns, req->action, req->id, "RATE_LIMITED", msg, details,
+                             close ? auth_failed_payload() : NULL));
+    if (close)
+        cx_conn_close(c, CX_WS_CLOSE_POLICY, "rate limited");
+}
+
+static void auth_success(cx_core *core, cx_conn *c, const cx_msg *req, const char *name)
+{
+    session *s = cx_conn_data(c);
+    s->authed = 1;
+    s->totp_asked = 0;
+    cx_conn_set_authenticated(c);
+    cx_ratelimit_auth_succeeded(core->rl, s->ip);
+    json_t *p = json_pack("{s:b, s:o, s:s, s:s}", "authenticated", 1, "scopes",
+                          cx_scopes_to_json(s->scopes), "sessionId", s->id, "tokenName", name);
+    reply_ok(c, req, p);
+}
+
+static void handle_auth(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    session *s = cx_conn_data(c);
+    int64_t now = cx_clock_now_ms();
+    if (s->dev) {
+        auth_success(core, c, req, "dev");
+        return;
+    }
+    int retry = 0;
+    if (cx_ratelimit_auth_allowed(core->rl, s->ip, now, &retry) != CX_OK) {
+        rate_limited(c, req, retry, true);
+        return;
+    }
+    json_t *ct = json_object_get(req->payload, "clientType");
+    if (json_is_string(ct)) {
+        for (uint8_t i = 1; i < sizeof client_types / sizeof client_types[0]; i++)
+            if (strcmp(json_string_value(ct), client_types[i]) == 0)
+                s->client_type = i;
+    }
+    const char *token = payload_str(req, "token");
+    if (!token || !*token) {
+        auth_fail(core, c, req, "TOKEN_REQUIRED", "an access token is required", true);
+        return;
+    }
+    cx_token_info info;
+    int rc = cx_tokens_authenticate(core->tokens, token, now, &info);
+    if (rc == CX_E_EXPIRED) {
+        auth_fail(core, c, req, "TOKEN_EXPIRED", "this token has expired; ask for a new one", true);
+        return;
+    }
+    if (rc != CX_OK) {
+        if (rc == CX_E_DB)
+            cx_log_error("token lookup failed: database error");
+        auth_fail(core, c, req, "INVALID_TOKEN", "invalid token", true);
+        return;
+    }
+    if (info.totp_enabled) {
+        json_t *code = json_object_get(req->payload, "totpCode");
+        if (!json_is_string(code) || json_string_length(code) == 0) {
+            if (s->totp_asked) {
+                auth_fail(core, c, req, "TOTP_REQUIRED", "a TOTP code is required", false);
+                return;
+            }
+            s->totp_asked = 1;
+            json_t *p = json_pack("{s:b, s:[], s:b}", "authenticated", 0, "scopes",
+                                  "totpRequired", 1);
+            send_json(c, cx_msg_fail(req->ns, req->action, req->id, "TOTP_REQUIRED",
+                                     "this token needs a TOTP code", NULL, p));
+            return;
+        }
+        rc = cx_tokens_totp_check(core->tokens, info.name, json_string_value(code), now / 1000);
+        if (rc != CX_OK) {
+            auth_fail(core, c, req, "INVALID_TOTP",
+                      rc == CX_E_REPLAY ? "this code was already used; wait for the next one"
+                                        : "wrong TOTP code",
+                      true);
+            return;
+        }
+    }
+    free(s->token_name);
+    s->token_name = strdup(info.name);
+    if (!s->token_name) {
+        reply_err(c, req, "INTERNAL", "out of memory");
+        return;
+    }
+    memcpy(s->prefix, info.prefix, sizeof s->prefix);
+    s->scopes = info.scopes;
+    note_touch(core, info.name, now);
+    cx_log_info("session %s authenticated from %s with token %s (%s...)", s->id, s->ip,
+                info.name, info.prefix);
+    auth_success(core, c, req, info.name);
+}
+
+/* ---- actions ---- */
+
+typedef void (*action_fn)(cx_core *core, cx_conn *c, const cx_msg *req);
+
+static void act_info(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    char *mtoken = NULL;
+    (void)cx_tokens_setting_get(core->tokens, "maestro.token", &mtoken);
+    bool paired = mtoken != NULL;
+    if (mtoken) {
+        sodium_memzero(mtoken, strlen(mtoken));
+        free(mtoken);
+    }
+    json_t *p = json_pack("{s:s, s:s, s:s, s:b, s:{s:o, s:b, s:b}}", "coreId", core->core_id,
+                          "displayName", core->display_name, "version", CX_VERSION, "devMode",
+                          core->dev, "maestro", "url",
+                          core->maestro_url ? json_string(core->maestro_url) : json_null(),
+                          "connected", 0, "paired", paired);
+    reply_ok(c, req, p);
+}
+
+static void act_health(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    uint64_t up = (uv_now(core->loop) - core->started_ms) / 1000;
+    json_t *p = json_pack("{s:s, s:I, s:I}", "status", "ok", "uptimeSeconds", (json_int_t)up,
+                          "connections", (json_int_t)cx_server_conn_count(core->srv));
+    reply_ok(c, req, p);
+}
+
+static void act_tokens(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    cx_token_info *arr = NULL;
+    size_t n = 0;
+    if (cx_tokens_list(core->tokens, &arr, &n) != CX_OK) {
+        reply_err(c, req, "INTERNAL", "could not read the token store");
+        return;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n; i++)
+        json_array_append_new(list, cx_tokens_info_to_json(&arr[i]));
+    free(arr);
+    reply_ok(c, req, json_pack("{s:o}", "tokens", list));
+}
+
+/* expiresAt: an ISO 8601 string, Unix ms as a number, or null/absent for never. */
+static int parse_expiry(json_t *v, int64_t *out)
+{
+    *out = 0;
+    if (!v || json_is_null(v))
+        return CX_OK;
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return *out > 0 ? CX_OK : CX_E_INVAL;
+    }
+    if (json_is_string(v))
+        return cx_clock_parse_iso8601(json_string_value(v), out) == CX_OK ? CX_OK : CX_E_INVAL;
+    return CX_E_INVAL;
+}
+
+static void act_generate(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    session *s = cx_conn_data(c);
+    const char *name = payload_token_name(req);
+    if (!name || !cx_tokens_name_valid(name)) {
+        reply_err(c, req, "INVALID_ARGUMENT",
+                  "name must be 1-64 characters of letters, digits, '.', '_' or '-'");
+        return;
+    }
+    unsigned scopes = CX_SCOPE_ALL;
+    json_t *sv = json_object_get(req->payload, "scopes");
+    if (sv && !json_is_null(sv) && cx_scopes_from_json(sv, &scopes) != CX_OK) {
+        reply_err(c, req, "INVALID_ARGUMENT", "scopes must be an array of known scope names");
+        return;
+    }
+    int64_t now = cx_clock_now_ms(), expires;
+    if (parse_expiry(json_object_get(req->payload, "expiresAt"), &expires) != CX_OK) {
+        reply_err(c, req, "INVALID_ARGUMENT", "expiresAt must be an ISO 8601 time or null");
+        return;
+    }
+    if (expires && expires <= now) {
+        reply_err(c, req, "INVALID_ARGUMENT", "expiresAt is in the past");
+        return;
+    }
+    char token[65];
+    int rc = cx_tokens_create(core->tokens, name, scopes, expires, now, token);
+    if (rc == CX_E_EXISTS) {
+        reply_err(c, req, "NAME_TAKEN", "a token with this name exists");
+        return;
+    }
+    if (rc != CX_OK) {
+        reply_err(c, req, "INTERNAL", "could not create the token");
+        return;
+    }
+    (void)cx_tokens_audit(core->tokens, now, "token.create", name, s->ip, "ok");
+    cx_log_info("token %s created by session %s", name, s->id);
+    char exp[32];
+    if (expires)
+        iso(expires, exp);
+    json_t *p = json_pack("{s:s, s:s, s:o, s:o}", "name", name, "token", token, "scopes",
+                          cx_scopes_to_json(scopes), "expiresAt",
+                          expires ? json_string(exp) : json_null());
+    sodium_memzero(token, sizeof token);
+    reply_ok(c, req, p);
+}
+
+static void act_rotate(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    session *s = cx_conn_data(c);
+    const char *name = payload_token_name(req);
+    if (!name) {
+        reply_err(c, req, "INVALID_ARGUMENT", "name is required");
+        return;
+    }
+    bool own = s->token_name && strcmp(s->token_name, name) == 0;
+    if (!own && !(s->scopes & CX_SCOPE_ADMIN_CORE)) {
+        reply_err(c, req, "FORBIDDEN", "needs scope admin:core (or rotate your own token)");
+        return;
+    }
+    char token[65];
+    int64_t now = cx_clock_now_ms();
+    int rc = cx_tokens_rotate(core->tokens, name, now, token);
+    if (rc == CX_E_NOTFOUND) {
+        reply_err(c, req, "NOT_FOUND", "no token with this name");
+        return;
+    }
+    if (rc != CX_OK) {
+        reply_err(c, req, "INTERNAL", "could not rotate the token");
+        return;
+    }
+    (void)cx_tokens_audit(core->tokens, now, "token.rotate", name, s->ip, "ok");
+    cx_log_info("token %s rotated by session %s", name, s->id);
+    if (own)
+        cx_token_prefix(token, s->prefix);
+    close_token_conns(core, name, c, "token rotated");
+    json_t *p = json_pack("{s:s, s:s}", "name", name, "token", token);
+    sodium_memzero(token, sizeof token);
+    reply_ok(c, req, p);
+}
+
+static void act_revoke(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    session *s = cx_conn_data(c);
+    const char *name = payload_token_name(req);
+    if (!name) {
+        reply_err(c, req, "INVALID_ARGUMENT", "name is required");
+        return;
+    }
+    int rc = cx_tokens_revoke(core->tokens, name);
+    if (rc == CX_E_NOTFOUND) {
+        reply_err(c, req, "NOT_FOUND", "no token with this name");
+        return;
+    }
+    if (rc != CX_OK) {
+        reply_err(c, req, "INTERNAL", "could not revoke the token");
+        return;
+    }
+    (void)cx_tokens_audit(core->tokens, cx_clock_now_ms(), "token.revoke", name, s->ip, "ok");
+    cx_log_info("token %s revoked by session %s", name, s->id);
+    close_token_conns(core, name, c, "token revoked");
+    reply_ok(c, req, json_pack("{s:s, s:b}", "name", name, "revoked", 1));
+}
+
+static bool need_token_name(cx_conn *c, const cx_msg *req, const char **name)
+{
+    *name = payload_token_name(req);
+    if (!*name) {
+        reply_err(c, req, "INVALID_ARGUMENT", "tokenName is required");
+        return false;
+    }
+    return true;
+}
+
+static void act_totp_setup(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    const char *name;
+    if (!need_token_name(c, req, &name))
+        return;
+    char secret[CX_TOKENS_TOTP_B32_SIZE];
+    int rc = cx_tokens_totp_setup(core->tokens, name, secret);
+    if (rc != CX_OK) {
+        reply_err(c, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
+                  rc == CX_E_NOTFOUND ? "no token with this name" : "could not set up TOTP");
+        return;
+    }
+    char account[CX_TOKEN_NAME_MAX_CHARS + 130];
+    snprintf(account, sizeof account, "%s@%s", name, core->display_name);
+    char *uri = cx_totp_uri("Condrix", account, secret);
+    json_t *p = json_pack("{s:s, s:s?}", "secret", secret, "otpauthUri", uri);
+    sodium_memzero(secret, sizeof secret);
+    if (uri) {
+        sodium_memzero(uri, strlen(uri));
+        free(uri);
+    }
+    session *s = cx_conn_data(c);
+    (void)cx_tokens_audit(core->tokens, cx_clock_now_ms(), "totp.setup", name, s->ip, "ok");
+    reply_ok(c, req, p);
+}
+
+static void act_totp_enable(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    const char *name;
+    if (!need_token_name(c, req, &name))
+        return;
+    const char *code = payload_str(req, "code");
+    if (!code) {
+        reply_err(c, req, "INVALID_ARGUMENT", "code is required");
+        return;
+    }
+    int rc = cx_tokens_totp_enable(core->tokens, name, code, cx_clock_now_ms() / 1000);
+    session *s = cx_conn_data(c);
+    if (rc == CX_E_NOTFOUND) {
+        reply_err(c, req, "NOT_FOUND", "no token with this name");
+    } else if (rc == CX_E_INVAL) {
+        reply_err(c, req, "INVALID_ARGUMENT", "run totp.setup first");
+    } else if (rc == CX_E_FORMAT || rc == CX_E_DENIED || rc == CX_E_REPLAY) {
+        (void)cx_tokens_audit(core->tokens, cx_clock_now_ms(), "totp.enable", name, s->ip,
+                              "denied");
+        reply_err(c, req, "INVALID_TOTP", "wrong TOTP code");
+    } else if (rc != CX_OK) {
+        reply_err(c, req, "INTERNAL", "could not enable TOTP");
+    } else {
+        (void)cx_tokens_audit(core->tokens, cx_clock_now_ms(), "totp.enable", name, s->ip, "ok");
+        reply_ok(c, req, json_pack("{s:b}", "enabled", 1));
+    }
+}
+
+static void act_totp_disable(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    const char *name;
+    if (!need_token_name(c, req, &name))
+        return;
+    int rc = cx_tokens_totp_disable(core->tokens, name);
+    if (rc != CX_OK) {
+        reply_err(c, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
+                  rc == CX_E_NOTFOUND ? "no token with this name" : "could not disable TOTP");
+        return;
+    }
+    session *s = cx_conn_data(c);
+    (void)cx_tokens_audit(core->tokens, cx_clock_now_ms(), "totp.disable", name, s->ip, "ok");
+    reply_ok(c, req, json_pack("{s:b}", "disabled", 1));
+}
+
+static void act_totp_status(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    const char *name;
+    if (!need_token_name(c, req, &name))
+        return;
+    bool configured = false, enabled = false;
+    int rc = cx_tokens_totp_status(core->tokens, name, &configured, &enabled);
+    if (rc != CX_OK) {
+        reply_err(c, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
+                  rc == CX_E_NOTFOUND ? "no token with this name" : "could not read TOTP status");
+        return;
+    }
+    reply_ok(c, req, json_pack("{s:b, s:b}", "configured", configured, "enabled", enabled));
+}
+
+static void list_conn(cx_conn *c, void *arg)
+{
+    json_t *list = arg;
+    session *s = cx_conn_data(c);
+    if (!s)
+        return;
+    char at[32];
+    iso(s->connected_at, at);
+    const char *tn = s->dev ? "dev" : s->token_name;
+    json_array_append_new(
+        list, json_pack("{s:s, s:o, s:s, s:o, s:s, s:b}", "sessionId", s->id, "tokenName",
+                        tn ? json_string(tn) : json_null(), "ip", s->ip, "clientType",
+                        s->client_type ? json_string(client_types[s->client_type]) : json_null(),
+                        "connectedAt", at, "authenticated", s->authed));
+}
+
+static void act_conn_list(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    json_t *list = json_array();
+    if (list)
+        cx_server_foreach(core->srv, list_conn, list);
+    reply_ok(c, req, json_pack("{s:o}", "connections", list));
+}
+
+struct find_session {
+    const char *id;
+    cx_conn *found;
+};
+
+static void find_conn(cx_conn *c, void *arg)
+{
+    struct find_session *f = arg;
+    session *s = cx_conn_data(c);
+    if (s && strcmp(s->id, f->id) == 0)
+        f->found = c;
+}
+
+static void act_conn_close(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    const char *sid = payload_str(req, "sessionId");
+    if (!sid) {
+        reply_err(c, req, "INVALID_ARGUMENT", "sessionId is required");
+        return;
+    }
+    struct find_session f = {sid, NULL};
+    cx_server_foreach(core->srv, find_conn, &f);
+    if (!f.found) {
+        reply_err(c, req, "NOT_FOUND", "no open connection with this sessionId");
+        return;
+    }
+    session *s = cx_conn_data(c);
+    cx_log_info("session %s closed by session %s", sid, s->id);
+    reply_ok(c, req, json_pack("{s:b}", "closed", 1));
+    cx_conn_close(f.found, CX_WS_CLOSE_NORMAL, "closed by admin");
+}
+
+/* "*", "ns:*" or "ns:action" with non-empty parts. */
+static bool pattern_valid(const char *p)
+{
+    if (strcmp(p, "*") == 0)
+        return true;
+    size_t n = strlen(p);
+    const char *colon = strchr(p, ':');
+    return n <= MAX_PATTERN_CHARS && colon && colon != p && colon[1] != '\0' &&
+           !strchr(colon + 1, ':');
+}
+
+static void act_subscribe(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    (void)core;
+    session *s = cx_conn_data(c);
+    json_t *add = json_object_get(req->payload, "subscribe");
+    json_t *del = json_object_get(req->payload, "unsubscribe");
+    size_t i;
+    json_t *v;
+    if ((add && !json_is_array(add)) || (del && !json_is_array(del))) {
+        reply_err(c, req, "INVALID_ARGUMENT", "subscribe and unsubscribe must be arrays");
+        return;
+    }
+    json_array_foreach(add, i, v) {
+        if (!json_is_string(v) || !pattern_valid(json_string_value(v))) {
+            reply_err(c, req, "INVALID_ARGUMENT", "patterns are '*', 'ns:*' or 'ns:action'");
+            return;
+        }
+    }
+    json_array_foreach(del, i, v) {
+        if (!json_is_string(v))
+            continue;
+        for (int k = 0; k < s->nsubs; k++) {
+            if (strcmp(s->subs[k], json_string_value(v)) == 0) {
+                free(s->subs[k]);
+                s->subs[k] = s->subs[--s->nsubs];
+                break;
+            }
+        }
+    }
+    json_array_foreach(add, i, v) {
+        const char *p = json_string_value(v);
+        bool dup = false;
+        for (int k = 0; k < s->nsubs && !dup; k++)
+            dup = strcmp(s->subs[k], p) == 0;
+        if (dup)
+            continue;
+        if (s->nsubs >= MAX_SUBSCRIPTIONS) {
+            reply_err(c, req, "INVALID_ARGUMENT", "too many subscriptions (32 at most)");
+            return;
+        }
+        if (!s->subs && !(s->subs = calloc(MAX_SUBSCRIPTIONS, sizeof *s->subs))) {
+            reply_err(c, req, "INTERNAL", "out of memory");
+            return;
+        }
+        if (!(s->subs[s->nsubs] = strdup(p))) {
+            reply_err(c, req, "INTERNAL", "out of memory");
+            return;
+        }
+        s->nsubs++;
+    }
+    json_t *list = json_array();
+    for (int k = 0; list && k < s->nsubs; k++)
+        json_array_append_new(list, json_string(s->subs[k]));
+    reply_ok(c, req, json_pack("{s:o}", "subscribed", list));
+}
+
+static const struct action {
+    const char *name;  /* core/<name> */
+    unsigned scope;    /* needed scope; 0 = any authenticated session */
+    action_fn fn;
+} actions[] = {
+    {"info", 0, act_info},
+    {"health", 0, act_health},
+    {"auth.tokens", CX_SCOPE_ADMIN_CORE, act_tokens},
+    {"auth.generateToken", CX_SCOPE_ADMIN_CORE, act_generate},
+    {"auth.rotateToken", 0, act_rotate}, /* admin:core or own token: checked inside */
+    {"auth.revokeToken", CX_SCOPE_ADMIN_CORE, act_revoke},
+    {"totp.setup", CX_SCOPE_ADMIN_CORE, act_totp_setup},
+    {"totp.enable", CX_SCOPE_ADMIN_CORE, act_totp_enable},
+    {"totp.disable", CX_SCOPE_ADMIN_CORE, act_totp_disable},
+    {"totp.status", CX_SCOPE_ADMIN_CORE, act_totp_status},
+    {"connections.list", CX_SCOPE_ADMIN_CORE, act_conn_list},
+    {"connections.close", CX_SCOPE_ADMIN_CORE, act_conn_close},
+    {"subscribe", 0, act_subscribe},
+};
+
+static void dispatch(cx_core *core, cx_conn *c, const cx_msg *req)
+{
+    session *s = cx_conn_data(c);
+    bool is_auth = strcmp(req->ns, "core") == 0 && strcmp(req->action, "auth") == 0;
+    if (is_auth) {
+        if (s->failing) {
+            reply_err(c, req, "AUTH_REQUIRED", "an authentication attempt is in progress");
+            return;
+        }
+        handle_auth(core, c, req);
+        return;
+    }
+    if (!s->authed) {
+        s->strikes++;
+        reply_err(c, req, "AUTH_REQUIRED", "authenticate first with core/auth");
+        if (s->strikes >= CX_AUTH_REQUIRED_STRIKES)
+            cx_conn_close(c, CX_WS_CLOSE_POLICY, "authentication required");
+        return;
+    }
+    int64_t now = cx_clock_now_ms();
+    if (cx_ratelimit_message(core->rl, &s->budget, now) != CX_OK) {
+        rate_limited(c, req, 1, false);
+        return;
+    }
+    if (strcmp(req->ns, "core") == 0) {
+        for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++) {
+            if (strcmp(actions[i].name, req->action) != 0)
+                continue;
+            if (actions[i].scope && !(s->scopes & actions[i].scope)) {
+                char msg[64];
+                snprintf(msg, sizeof msg, "needs scope %s", cx_scope_name(actions[i].scope));
+                reply_err(c, req, "FORBIDDEN", msg);
+                return;
+            }
+            actions[i].fn(core, c, req);
+            return;
+        }
+    }
+    char msg[300];
+    snprintf(msg, sizeof msg, "unknown action %.128s/%.128s", req->ns, req->action);
+    reply_err(c, req, "UNKNOWN_ACTION", msg);
+}
+
+/* ---- connection callbacks ---- */
+
+static int on_upgrade(cx_server *srv, cx_conn *c, const cx_http_req *req)
+{
+    cx_core *core = cx_server_data(srv);
+    if (core->stopping)
+        return 503;
+    session *s = calloc(1, sizeof *s);
+    if (!s)
+        return 503;
+    cx_client_addr(core->trusted, cx_conn_peer(c), cx_http_req_header(req, "CF-Connecting-IP"),
+                   cx_http_req_header(req, "X-Forwarded-For"), s->ip);
+    if (!s->ip[0])
+        snprintf(s->ip, sizeof s->ip, "%s", cx_conn_peer(c));
+    cx_msg_new_id(s->id);
+    s->connected_at = cx_clock_now_ms();
+    int retry = 0;
+    if (cx_ratelimit_connection(core->rl, s->ip, s->connected_at, &retry) != CX_OK) {
+        s->limited = 1;
+        s->retry_after = retry;
+    } else if (core->dev && cx_addr_is_loopback(cx_conn_peer(c)) && !has_forwarding_header(req)) {
+        s->dev = 1;
+        s->authed = 1;
+        s->scopes = CX_SCOPE_ALL;
+        cx_conn_set_authenticated(c);
+    }
+    cx_conn_set_data(c, s);
+    return 0;
+}
+
+static void on_open(cx_server *srv, cx_conn *c)
+{
+    (void)srv;
+    session *s = cx_conn_data(c);
+    if (s->limited) {
+        char reason[64];
+        snprintf(reason, sizeof reason, "rate limited; retry in %d s", s->retry_after);
+        cx_log_info("connection from %s refused: too many connections", s->ip);
+        cx_conn_close(c, CX_WS_CLOSE_POLICY, reason);
+    }
+}
+
+static void on_message(cx_server *srv, cx_conn *c, const char *text, size_t len)
+{
+    cx_core *core = cx_server_data(srv);
+    session *s = cx_conn_data(c);
+    if (!s || s->limited)
+        return;
+    cx_msg msg;
+    cx_msg_error err;
+    if (cx_msg_decode(text, len, &msg, &err) != CX_OK) {
+        s->invalid++;
+        send_json(c, cx_msg_fail("core", "error", err.id[0] ? err.id : NULL, "INVALID_MESSAGE",
+                                 err.message, NULL, NULL));
+        if (s->invalid >= CX_MSG_MAX_INVALID_IN_ROW)
+            cx_conn_close(c, CX_WS_CLOSE_POLICY, "too many invalid messages");
+        return;
+    }
+    s->invalid = 0;
+    /* Responses and events from clients need no answer; the Core asks nothing yet. */
+    if (msg.type == CX_MSG_REQUEST)
+        dispatch(core, c, &msg);
+    cx_msg_free(&msg);
+}
+
+static void on_close(cx_server *srv, cx_conn *c, uint16_t code)
+{
+    (void)srv;
+    session *s = cx_conn_data(c);
+    if (!s)
+        return;
+    if (s->authed)
+        cx_log_debug("session %s closed (%u)", s->id, code);
+    for (int k = 0; k < s->nsubs; k++)
+        free(s->subs[k]);
+    free(s->subs);
+    free(s->token_name);
+    free(s);
+    cx_conn_set_data(c, NULL);
+}
+
+static void on_http(cx_server *srv, cx_conn *c, const cx_http_req *req)
+{
+    (void)srv;
+    const char *path = cx_http_req_path(req);
+    const char *method = cx_http_req_method(req);
+    if (strcmp(path, "/healthz") == 0 || strncmp(path, "/healthz?", 9) == 0) {
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+            cx_conn_http_reply(c, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n",
+                               "method not allowed\n", 19);
+            return;
+        }
+        cx_conn_http_reply(c, 200, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n",
+                           "ok", strcmp(method, "HEAD") == 0 ? 0 : 2);
+        return;
+    }
+    static const char msg[] = "not found: this is a Condrix Core; connect with a WebSocket\n";
+    cx_conn_http_reply(c, 404, "text/plain; charset=utf-8", NULL, msg, sizeof msg - 1);
+}
+
+static const cx_server_callbacks callbacks = {
+    .on_http = on_http,
+    .on_upgrade = on_upgrade,
+    .on_open = on_open,
+    .on_message = on_message,
+    .on_close = on_close,
+};
+
+/* ---- start and stop ---- */
+
+static int ensure_core_id(cx_core *core)
+{
+    char *id = NULL;
+    if (cx_tokens_setting_get(core->tokens, "core.id", &id) != CX_OK)
+        return CX_E_DB;
+    if (!id) {
+        char fresh[37];
+        cx_msg_new_id(fresh);
+        if (cx_tokens_setting_set(core->tokens, "core.id", fresh) != CX_OK)
+            return CX_E_DB;
+        snprintf(core->core_id, sizeof core->core_id, "%s", fresh);
+        return CX_OK;
+    }
+    snprintf(core->core_id, sizeof core->core_id, "%s", id);
+    free(id);
+    return CX_OK;
+}
+
+/* First start in production mode: one admin token, shown once on stdout. */
+static int first_start_token(cx_core *core)
+{
+    char *done = NULL;
+    if (cx_tokens_setting_get(core->tokens, "bootstrap.default_admin", &done) != CX_OK)
+        return CX_E_DB;
+    if (done) {
+        free(done);
+        return CX_OK;
+    }
+    char token[65];
+    int64_t now = cx_clock_now_ms();
+    int rc = cx_tokens_create(core->tokens, "default-admin", CX_SCOPE_ALL, 0, now, token);
+    if (rc == CX_OK) {
+        printf("condrix-core: first start: created the access token \"default-admin\" with "
+               "every scope.\n"
+               "condrix-core: it is shown only this once; store it somewhere safe:\n"
+               "%s\n",
+               token);
+        fflush(stdout);
+        sodium_memzero(token, sizeof token);
+        (void)cx_tokens_audit(core->tokens, now, "token.create", "default-admin", NULL, "ok");
+        cx_log_info("first start: made token default-admin (printed on stdout)");
+    } else if (rc != CX_E_EXISTS) {
+        return rc;
+    }
+    return cx_tokens_setting_set(core->tokens, "bootstrap.default_admin", "1");
+}
+
+static int seed_env_token(cx_core *core)
+{
+    const char *v = getenv("CONDRIX_CORE_TOKEN");
+    if (!v || !*v)
+        return CX_OK;
+    char token[65] = {0};
+    snprintf(token, sizeof token, "%s", v);
+    bool ok = strlen(v) == 64;
+    /* The value must not linger in the environment of children or /proc. */
+    sodium_memzero((char *)v, strlen(v));
+    unsetenv("CONDRIX_CORE_TOKEN");
+    if (!ok || !cx_token_well_formed(token)) {
+        cx_log_error("CONDRIX_CORE_TOKEN must be 64 lowercase hex characters "
+                     "(make one with: openssl rand -hex 32)");
+        sodium_memzero(token, sizeof token);
+        return CX_E_FORMAT;
+    }
+    int rc = cx_tokens_seed(core->tokens, "env-token", token, CX_SCOPE_ALL, cx_clock_now_ms());
+    char prefix[9];
+    cx_token_prefix(token, prefix);
+    sodium_memzero(token, sizeof token);
+    if (rc == CX_E_EXISTS) {
+        cx_log_error("CONDRIX_CORE_TOKEN is already the value of another token; not seeding");
+        return rc;
+    }
+    if (rc != CX_OK)
+        return rc;
+    cx_log_info("CONDRIX_CORE_TOKEN: token env-token (%s...) is in place", prefix);
+    return CX_OK;
+}
+
+int cx_core_start(cx_core *core, uv_loop_t *loop, const cx_core_options *opt)
+{
+    int rc;
+    char *err = NULL;
+    char path[4096];
+    memset(core, 0, sizeof *core);
+    core->loop = loop;
+    core->dev = opt->dev;
+    if (cx_mkdir_private(opt->home) != CX_OK) {
+        cx_log_error("cannot create the data directory %s: check its parent's permissions",
+                     opt->home);
+        return CX_E_IO;
+    }
+    snprintf(path, sizeof path, "%s/core.db", opt->home);
+    if ((rc = cx_tokens_open(path, &core->tokens, &err)) != CX_OK) {
+        cx_log_error("cannot open %s: %s", path, err ? err : cx_strerror(rc));
+        free(err);
+        return rc;
+    }
+    if ((rc = ensure_core_id(core)) != CX_OK) {
+        cx_log_error("cannot read or store the Core id in %s", path);
+        return rc;
+    }
+    if ((rc = seed_env_token(core)) != CX_OK)
+        return rc;
+    if (!core->dev && (rc = first_start_token(core)) != CX_OK) {
+        cx_log_error("cannot create the first-start token: %s", cx_strerror(rc));
+        return rc;
+    }
+    if (opt->display_name && *opt->display_name) {
+        snprintf(core->display_name, sizeof core->display_name, "%s", opt->display_name);
+    } else if (gethostname(core->display_name, sizeof core->display_name - 1) != 0) {
+        snprintf(core->display_name, sizeof core->display_name, "condrix-core");
+    }
+    const char *murl = getenv("CONDRIX_MAESTRO_URL");
+    if (murl && *murl)
+        core->maestro_url = strdup(murl);
+
+    cx_ratelimit_config rcfg;
+    const char *bad = NULL;
+    if (cx_ratelimit_config_from_env(&rcfg, &bad) != CX_OK) {
+        cx_log_error("%s must be a whole number >= 0", bad ? bad : "a CONDRIX_RATE_* variable");
+        return CX_E_INVAL;
+    }
+    if (!(core->rl = cx_ratelimit_new(&rcfg)))
+        return CX_E_NOMEM;
+    const char *tp = getenv("CONDRIX_TRUSTED_PROXIES");
+    if (cx_cidr_list_parse(tp, &core->trusted) != CX_OK) {
+        cx_log_error("CONDRIX_TRUSTED_PROXIES must list addresses or CIDR ranges, "
+                     "e.g. \"127.0.0.1, ::1, 10.0.0.0/8\"");
+        return CX_E_INVAL;
+    }
+    cx_server_limits lim;
+    if (cx_server_limits_from_env(&lim, &bad) != CX_OK) {
+        cx_log_error("%s is out of range", bad);
+        return CX_E_INVAL;
+    }
+    if ((rc = cx_server_new(loop, &callbacks, core, &lim, &core->srv)) != CX_OK)
+        return rc;
+    if (opt->tls_cert || opt->tls_key) {
+        if (!opt->tls_cert || !opt->tls_key) {
+            cx_log_error("TLS needs both CONDRIX_CORE_TLS_CERT and CONDRIX_CORE_TLS_KEY");
+            return CX_E_INVAL;
+        }
+        if ((rc = cx_server_set_tls(core->srv, opt->tls_cert, opt->tls_key, &err)) != CX_OK) {
+            cx_log_error("%s", err ? err : "cannot set up TLS");
+            free(err);
+            return rc;
+        }
+    }
+    if ((rc = cx_server_listen(core->srv, opt->host, opt->port, &err)) != CX_OK) {
+        cx_log_error("cannot listen on %s:%d: %s", opt->host, opt->port,
+                     err ? err : cx_strerror(rc));
+        free(err);
+        return rc;
+    }
+    core->started_ms = uv_now(loop);
+    uv_timer_init(loop, &core->housekeeping);
+    core->housekeeping.data = core;
+    uv_timer_start(&core->housekeeping, on_housekeeping, CX_CORE_TOUCH_FLUSH_MS,
+                   CX_CORE_TOUCH_FLUSH_MS);
+    cx_log_info("Core %s (%s) listening on %s://%s:%d%s", core->core_id, core->display_name,
+                cx_server_is_tls(core->srv) ? "wss" : "ws", opt->host,
+                cx_server_port(core->srv),
+                core->dev ? " in DEV MODE: local connections need no token" : "");
+    if (core->dev && !cx_addr_is_loopback(opt->host))
+        cx_log_warn("dev mode on a non-loopback address: only loopback peers skip auth, "
+                    "but never expose a dev-mode Core");
+    return CX_OK;
+}
+
+static void on_server_down(cx_server *srv)
+{
+    cx_core *core = cx_server_data(srv);
+    flush_touches(core);
+    uv_timer_stop(&core->housekeeping);
+    uv_close((uv_handle_t *)&core->housekeeping, NULL);
+    cx_log_info("all connections closed; database checkpointed");
+    cx_tokens_close(core->tokens);
+    core->tokens = NULL;
+}
+
+void cx_core_stop(cx_core *core)
+{
+    if (core->stopping)
+        return;
+    core->stopping = true;
+    cx_log_info("shutting down: closing %zu connection(s)", cx_server_conn_count(core->srv));
+    cx_server_shutdown(core->srv, CX_WS_CLOSE_GOING_AWAY, "server shutting down", on_server_down);
+}
+
+void cx_core_free(cx_core *core)
+{
+    cx_server_free(core->srv);
+    cx_tokens_close(core->tokens);
+    cx_ratelimit_free(core->rl);
+    cx_cidr_list_free(core->trusted);
+    free(core->maestro_url);
+}

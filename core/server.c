@@ -44,6 +44,7 @@ typedef struct session {
     uint8_t limited : 1;      /* refused at connect: close on open */
     uint8_t totp_asked : 1;   /* TOTP_REQUIRED was answered once */
     uint8_t failing : 1;      /* a failed auth is waiting for its delayed answer */
+    uint8_t blocked : 1;      /* address blocked at connect: every request is refused */
 } session;
 
 /* ---- sending ---- */
@@ -78,10 +79,14 @@ static json_t *auth_failed_payload(void)
 
 /* ---- helpers ---- */
 
+/* A string field of the payload, or NULL when absent, not a string, or holding a NUL
+ * (which C would silently cut short: "a\u0000b" must not act as "a"). */
 static const char *payload_str(const cx_msg *m, const char *key)
 {
     json_t *v = json_is_object(m->payload) ? json_object_get(m->payload, key) : NULL;
-    return json_is_string(v) ? json_string_value(v) : NULL;
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+        return NULL;
+    return json_string_value(v);
 }
 
 /* Token name from `tokenName` (the original client's spelling) or `name`. */
@@ -281,6 +286,10 @@ static void handle_auth(cx_core *core, cx_conn *c, const cx_msg *req)
     }
     if (info.totp_enabled) {
         json_t *code = json_object_get(req->payload, "totpCode");
+        if (code && !json_is_null(code) && !json_is_string(code)) {
+            auth_fail(core, c, req, "INVALID_TOTP", "totpCode must be a string of 6 digits", true);
+            return;
+        }
         if (!json_is_string(code) || json_string_length(code) == 0) {
             if (s->totp_asked) {
                 auth_fail(core, c, req, "TOTP_REQUIRED", "a TOTP code is required", false);
@@ -719,6 +728,14 @@ static const struct action {
 static void dispatch(cx_core *core, cx_conn *c, const cx_msg *req)
 {
     session *s = cx_conn_data(c);
+    if (s->blocked) {
+        int retry = 1;
+        if (cx_ratelimit_auth_allowed(core->rl, s->ip, cx_clock_now_ms(), &retry) != CX_OK) {
+            rate_limited(c, req, retry, true);
+            return;
+        }
+        s->blocked = 0; /* the block ran out while the connection was open */
+    }
     bool is_auth = strcmp(req->ns, "core") == 0 && strcmp(req->action, "auth") == 0;
     if (is_auth) {
         if (s->failing) {
@@ -776,7 +793,10 @@ static int on_upgrade(cx_server *srv, cx_conn *c, const cx_http_req *req)
     cx_msg_new_id(s->id);
     s->connected_at = cx_clock_now_ms();
     int retry = 0;
-    if (cx_ratelimit_connection(core->rl, s->ip, s->connected_at, &retry) != CX_OK) {
+    if (cx_ratelimit_auth_allowed(core->rl, s->ip, s->connected_at, &retry) != CX_OK) {
+        /* Blocked after failed attempts: the first request hears why, with retryAfter. */
+        s->blocked = 1;
+    } else if (cx_ratelimit_connection(core->rl, s->ip, s->connected_at, &retry) != CX_OK) {
         s->limited = 1;
         s->retry_after = retry;
     } else if (core->dev && cx_addr_is_loopback(cx_conn_peer(c)) && !has_forwarding_header(req)) {

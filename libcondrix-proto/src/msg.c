@@ -39,7 +39,9 @@ static const char *bounded_string(json_t *root, const char *key, size_t max)
     if (!json_is_string(v))
         return NULL;
     size_t len = json_string_length(v);
-    if (len == 0 || utf8_chars(json_string_value(v), len) > max)
+    /* An embedded NUL would make C see a different, shorter string. */
+    if (len == 0 || strlen(json_string_value(v)) != len ||
+        utf8_chars(json_string_value(v), len) > max)
         return NULL;
     return json_string_value(v);
 }
@@ -51,7 +53,7 @@ static int optional_string(json_t *root, const char *key, const char **out)
     *out = NULL;
     if (v == NULL)
         return 0;
-    if (!json_is_string(v))
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
         return -1;
     *out = json_string_value(v);
     return 0;
@@ -98,8 +100,10 @@ int cx_msg_decode(const char *data, size_t len, cx_msg *msg, cx_msg_error *err)
         goto fail;
     }
     /* Duplicate keys would let two readers of one message see different fields;
-     * the EOF check stays on so trailing garbage is rejected. */
-    root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+     * the EOF check stays on so trailing garbage is rejected. NUL escapes are let
+     * through the parser so that the id can still be read and the answer
+     * correlated; every envelope string is then checked for them. */
+    root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (root == NULL) {
         if (json_error_code(&jerr) == json_error_out_of_memory) {
             rc = CX_E_NOMEM;

@@ -78,6 +78,8 @@ struct cx_ws {
     bool app_closed;             /* cx_ws_close was called */
     bool close_sent;             /* our close frame is on the wire */
     bool send_failed;            /* on_send refused bytes */
+    uint16_t pending_code;       /* close asked for inside a feed, sent after its replies */
+    char *pending_reason;        /* its reason, malloc'd */
 };
 
 /* ---- frame scanning ---------------------------------------------------- */
@@ -459,6 +461,7 @@ void cx_ws_free(cx_ws *ws)
     if (ws->ctx)
         wslay_event_context_free(ws->ctx);
     cx_buf_free(&ws->in);
+    free(ws->pending_reason);
     free(ws);
 }
 
@@ -480,6 +483,21 @@ static int run_wslay(cx_ws *ws, struct rx *rx, size_t end, uint16_t fail, struct
         /* Any other error: wslay queued a bare close; it is handled as a failure below. */
     }
     ws->rx = NULL;
+    if (ws->pending_code) {
+        /* wslay sends control frames before queued data: flush the replies the app
+         * queued in on_message first, or its close would overtake them. */
+        rc = flush(ws);
+        if (rc)
+            return rc;
+        const char *pr = ws->pending_reason ? ws->pending_reason : "";
+        int r = wslay_event_queue_close(ws->ctx, ws->pending_code, (const uint8_t *)pr,
+                                        strlen(pr));
+        ws->pending_code = 0;
+        free(ws->pending_reason);
+        ws->pending_reason = NULL;
+        if (r != 0 && r != WSLAY_ERR_NO_MORE_MSG)
+            return CX_E_NOMEM;
+    }
     if (fail) {
         const char *reason = fail == CX_WS_CLOSE_UNSUPPORTED ? "binary frames are not supported"
                              : fail == CX_WS_CLOSE_TOO_BIG   ? "message too big"
@@ -617,21 +635,32 @@ int cx_ws_close(cx_ws *ws, uint16_t code, const char *reason)
     if (ws->state != ST_OPEN || ws->app_closed)
         return CX_OK;
     size_t rlen = reason ? strlen(reason) : 0;
-    if (rlen > CLOSE_REASON_MAX || !valid_close_code(code))
+    if (rlen > CLOSE_REASON_MAX || !valid_close_code(code) ||
+        !cx_utf8_valid((const uint8_t *)reason, rlen))
         return CX_E_INVAL;
+    if (ws->rx) {
+        /* Inside a feed: cx_ws_feed sends it after the replies queued so far. */
+        ws->pending_reason = rlen ? strndup(reason, rlen) : NULL;
+        if (rlen && !ws->pending_reason)
+            return CX_E_NOMEM;
+        ws->pending_code = code;
+        ws->app_closed = true;
+        /* Read nothing more in this feed: a peer close later in the same input is
+         * handled after ours is queued, so ours carries the app's code. */
+        wslay_event_shutdown_read(ws->ctx);
+        return CX_OK;
+    }
     int rc = ensure_ctx(ws);
     if (rc)
         return rc;
     int r = wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, rlen);
     if (r == WSLAY_ERR_NO_MORE_MSG)
-        return CX_OK; /* inside a feed that is already closing */
+        return CX_OK;
     if (r != 0) {
         release_if_idle(ws);
         return CX_E_NOMEM;
     }
     ws->app_closed = true;
-    if (ws->rx)
-        return CX_OK; /* cx_ws_feed sends it and moves to closing */
     rc = flush(ws);
     if (rc)
         return rc;

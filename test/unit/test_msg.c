@@ -137,9 +137,14 @@ static void test_not_json_and_not_object(void **state)
     /* Duplicate keys are refused. */
     expect_fail("{\"id\":\"a\",\"id\":\"b\",\"type\":\"request\",\"namespace\":\"n\",\"action\":\"a\"}",
                 "", "message is not valid JSON");
-    /* NUL inside a string is refused. */
+    /* NUL inside an envelope string is refused; when the id is clean the error still
+     * carries it, so the sender can correlate the answer. */
     expect_fail("{\"id\":\"a\\u0000b\",\"type\":\"request\",\"namespace\":\"n\",\"action\":\"a\"}",
-                "", "message is not valid JSON");
+                "", "missing or invalid field 'id'");
+    expect_fail("{\"id\":\"ok\",\"type\":\"request\",\"namespace\":\"n\",\"action\":\"a\\u0000b\"}",
+                "ok", "missing or invalid field 'action'");
+    expect_fail("{\"id\":\"ok\",\"type\":\"request\",\"namespace\":\"n\",\"action\":\"a\",\"workspaceId\":\"\\u0000\"}",
+                "ok", "field 'workspaceId' must be a string");
     /* Invalid UTF-8. */
     expect_fail("{\"id\":\"\xff\",\"type\":\"request\",\"namespace\":\"n\",\"action\":\"a\"}", "",
                 "message is not valid JSON");

@@ -434,6 +434,7 @@ static void test_close_from_server(void **state)
     memset(longr, 'r', sizeof longr - 1);
     longr[sizeof longr - 1] = '\0';
     assert_int_equal(cx_ws_close(s.ws, 1000, longr), CX_E_INVAL);
+    assert_int_equal(cx_ws_close(s.ws, 1000, "\xc0\xaf"), CX_E_INVAL); /* not UTF-8 */
     assert_false(cx_ws_close_sent(s.ws));
 
     assert_int_equal(cx_ws_close(s.ws, CX_WS_CLOSE_ROTATED, "credential rotated"), CX_OK);
@@ -826,6 +827,27 @@ static void test_idle_memory(void **state)
     free(ps);
 }
 
+/* A reply and a close sent from on_message reach the peer in that order: wslay puts
+ * control frames first, and an auth failure answer must not be lost behind its close. */
+static void test_reply_then_close_order(void **state)
+{
+    (void)state;
+    struct peer s, c;
+    peer_init(&s, CX_WS_SERVER, 0);
+    peer_init(&c, CX_WS_CLIENT, 0);
+    s.echo = 1;
+    s.close_on_msg = 1;
+    assert_int_equal(cx_ws_send_text(c.ws, "auth", 4), CX_OK);
+    pump(&c, &s);
+    assert_int_equal(c.n_msgs, 1);
+    assert_string_equal(c.msgs[0], "auth");
+    assert_int_equal(c.closed, 1);
+    assert_int_equal(c.close_code, 4002);
+    assert_int_equal(s.closed, 1);
+    peer_fini(&s);
+    peer_fini(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -835,6 +857,7 @@ int main(void)
         cmocka_unit_test(test_ping_pong),
         cmocka_unit_test(test_close_from_client),
         cmocka_unit_test(test_close_from_server),
+        cmocka_unit_test(test_reply_then_close_order),
         cmocka_unit_test(test_closing_waits_for_peer),
         cmocka_unit_test(test_peer_close_variants),
         cmocka_unit_test(test_binary_1003),

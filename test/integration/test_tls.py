@@ -1,0 +1,163 @@
+"""wss:// with CONDRIX_CORE_TLS_CERT / CONDRIX_CORE_TLS_KEY (PROTOCOL section 1)."""
+import asyncio
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+import websockets
+
+import helpers as h
+from helpers import RawWS, async_test, connect, connect_auth, expect_error, expect_ok
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    crt, key = str(d / "cert.pem"), str(d / "key.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-keyout", key, "-out", crt], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    os.chmod(key, 0o600)
+    return crt, key
+
+
+@pytest.fixture(scope="module")
+def tls_core(module_factory, cert):
+    return module_factory(tls=cert, env={"CONDRIX_LIMIT_UPGRADE_MS": "800", "CONDRIX_RATE_MSG_MAX": "0"})
+
+
+@async_test
+async def test_wss_auth_and_actions(tls_core):
+    c = await connect(tls_core)
+    p = expect_ok(await c.auth(tls_core.admin_token))
+    assert p["tokenName"] == "env-token"
+    info = expect_ok(await c.request("info"))
+    assert info["devMode"] is False
+    await c.close()
+
+
+@async_test
+async def test_wss_bad_token(tls_core):
+    c = await connect(tls_core)
+    expect_error(await c.auth(h.rand_token()), "INVALID_TOKEN")
+    assert (await c.expect_close())[0] == 1008
+
+
+@async_test
+async def test_plain_ws_client_fails(tls_core):
+    failed = False
+    try:
+        ws = await asyncio.wait_for(
+            websockets.connect("ws://127.0.0.1:%d/" % tls_core.port, open_timeout=h.t(5),
+                                             close_timeout=1), h.t(8))
+    except Exception:
+        failed = True
+    else:
+        await ws.close()
+    assert failed, "a plain ws:// client completed the handshake on a TLS port"
+    tls_core.assert_alive()
+
+
+def test_plain_http_healthz_fails_on_tls_port(tls_core):
+    try:
+        data, closed = h.raw_http(tls_core.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", h.t(5))
+    except (ConnectionResetError, BrokenPipeError):
+        data = b""
+    assert b" 200 " not in data.split(b"\r\n", 1)[0], data[:200]
+    tls_core.assert_alive()
+
+
+def test_healthz_over_tls(tls_core):
+    status, _, body = h.http_get(tls_core.port, "/healthz", tls_ctx=tls_core.client_ssl)
+    assert status == 200 and body.strip() == b"ok"
+
+
+def test_untrusting_client_rejects_cert(tls_core):
+    ctx = ssl.create_default_context()  # system CAs only: self-signed must fail
+    with pytest.raises(ssl.SSLError):
+        s = h.open_sock(tls_core.port, tls_ctx=ctx)
+        s.close()
+    tls_core.assert_alive()
+
+
+def test_tls_garbage_and_silence(tls_core):
+    s = h.open_sock(tls_core.port)
+    s.sendall(os.urandom(3000))
+    data, closed = h.recv_all(s, h.t(5))
+    s.close()
+    assert closed
+    # a client that never starts the handshake is dropped by the upgrade deadline
+    s = h.open_sock(tls_core.port)
+    data, closed = h.recv_all(s, h.t(5))
+    s.close()
+    assert closed, "silent TLS client not dropped"
+    tls_core.assert_alive()
+
+
+def test_tls_handshake_then_silence_dropped(tls_core):
+    s = h.open_sock(tls_core.port, tls_ctx=tls_core.client_ssl)
+    data, closed = h.recv_all(s, h.t(5))
+    s.close()
+    assert closed, "TLS client that sends no HTTP head not dropped"
+
+
+def test_large_message_over_tls(tls_core):
+    # a message spanning many TLS records is reassembled
+    with RawWS(tls_core.port, tls_ctx=tls_core.client_ssl) as r:
+        r.upgrade()
+        env = h.envelope("auth", {"token": tls_core.admin_token, "clientId": "x" * 300000})
+        r.send_json(env)
+        m = r.recv_json()
+        h.check_response(m, env["id"])
+        assert m["success"] is True
+        # and a burst of pipelined requests
+        ids = []
+        for i in range(50):
+            e = h.envelope("health")
+            ids.append(e["id"])
+            r.send_json(e)
+        got = set()
+        while len(got) < 50:
+            m = r.recv_json()
+            got.add(m.get("correlationId"))
+        assert got == set(ids)
+
+
+@async_test
+async def test_wss_graceful_shutdown(core_factory, cert):
+    srv = core_factory(tls=cert)
+    c = await connect_auth(srv)
+    srv.send_signal(signal.SIGTERM)
+    code, _ = await c.expect_close(h.t(5))
+    assert code == 1001
+    rc = srv.proc.wait(h.t(10))
+    assert rc == 0
+
+
+def test_missing_cert_file_refuses_to_start(core_factory, cert, tmp_path):
+    srv = core_factory.create(tls=(str(tmp_path / "nope.pem"), cert[1]))
+    srv.start(wait=False)
+    try:
+        rc = srv.proc.wait(h.t(5))
+    except subprocess.TimeoutExpired:
+        pytest.fail("server with a missing TLS certificate kept running (serving plaintext?)")
+    assert rc != 0
+    srv.expected_dead = True
+
+
+def test_cert_without_key_refuses_to_start(core_factory, cert):
+    srv = core_factory.create(env={"CONDRIX_CORE_TLS_CERT": cert[0]})
+    srv.start(wait=False)
+    try:
+        rc = srv.proc.wait(h.t(5))
+    except subprocess.TimeoutExpired:
+        pytest.fail("server with a certificate but no key kept running")
+    assert rc != 0
+    srv.expected_dead = True

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "condrix/config.h"
+#include "condrix/msg.h"
 #include "condrix/net.h"
 #include "condrix/ratelimit.h"
 #include "tokens.h"
@@ -21,6 +22,8 @@ typedef struct cx_core_touch {
     char name[CX_TOKEN_NAME_MAX_CHARS + 1]; /* token name */
     int64_t at;                             /* last use, Unix ms */
 } cx_core_touch;
+
+typedef struct cx_core_link cx_core_link; /* link.c: the outbound link to Maestro */
 
 typedef struct cx_core {
     uv_loop_t *loop;              /* the one loop */
@@ -37,6 +40,7 @@ typedef struct cx_core {
     cx_core_touch touches[CX_CORE_TOUCH_BATCH]; /* pending last-used writes */
     int ntouches;
     bool stopping;                /* shutdown in progress */
+    cx_core_link *link;           /* NULL when no Maestro is configured */
 } cx_core;
 
 /* Options the binary resolved from flags and the environment. */
@@ -56,5 +60,22 @@ int cx_core_start(cx_core *core, uv_loop_t *loop, const cx_core_options *opt);
 void cx_core_stop(cx_core *core);
 /* Free what start made (after the loop ran dry). */
 void cx_core_free(cx_core *core);
+
+/* ---- server.c, for the link ---- */
+/* Serve a request Maestro relayed for one of its users, with these scopes; the answer
+ * goes back over the link. */
+void cx_core_dispatch_relayed(cx_core *core, const cx_msg *req, unsigned scopes);
+
+/* ---- link.c ---- */
+/* Dial CONDRIX_MAESTRO_URL when set (reads CONDRIX_MAESTRO_TOKEN and CONDRIX_MAESTRO_CA,
+ * and wipes the token from the environment). CX_OK also when no Maestro is configured. */
+int cx_core_link_start(cx_core *core);
+/* Close the link for shutdown; no reconnect follows. */
+void cx_core_link_stop(cx_core *core);
+void cx_core_link_free(cx_core *core);
+/* Send an envelope to Maestro (reference stolen); dropped when the link is down. */
+void cx_core_link_send(cx_core *core, json_t *msg);
+/* For core/info. */
+bool cx_core_link_connected(const cx_core *core);
 
 #endif

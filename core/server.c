@@ -49,27 +49,38 @@ typedef struct session {
 
 /* ---- sending ---- */
 
-static void send_json(cx_conn *c, json_t *m)
+/* Where a request came from: a direct connection, or Maestro relaying for a user. */
+typedef struct caller {
+    session *s;        /* who asks: scopes, token, address */
+    cx_conn *conn;     /* the direct connection, NULL when relayed */
+    cx_core *core;
+} caller;
+
+static void send_json(caller *k, json_t *m)
 {
     if (!m)
         return;
+    if (!k->conn) {
+        cx_core_link_send(k->core, m);
+        return;
+    }
     size_t len;
     char *text = cx_msg_encode(m, &len);
     json_decref(m);
     if (!text)
         return;
-    (void)cx_conn_send_text(c, text, len);
+    (void)cx_conn_send_text(k->conn, text, len);
     free(text);
 }
 
-static void reply_ok(cx_conn *c, const cx_msg *req, json_t *payload)
+static void reply_ok(caller *k, const cx_msg *req, json_t *payload)
 {
-    send_json(c, cx_msg_ok(req->ns, req->action, req->id, payload));
+    send_json(k, cx_msg_ok(req->ns, req->action, req->id, payload));
 }
 
-static void reply_err(cx_conn *c, const cx_msg *req, const char *code, const char *message)
+static void reply_err(caller *k, const cx_msg *req, const char *code, const char *message)
 {
-    send_json(c, cx_msg_fail(req->ns, req->action, req->id, code, message, NULL, NULL));
+    send_json(k, cx_msg_fail(req->ns, req->action, req->id, code, message, NULL, NULL));
 }
 
 static json_t *auth_failed_payload(void)
@@ -185,7 +196,8 @@ static void send_delayed_fail(cx_conn *c, void *arg)
         session *s = cx_conn_data(c);
         if (s)
             s->failing = 0;
-        send_json(c, d->resp);
+        caller k = {s, c, cx_server_data(cx_conn_server(c))};
+        send_json(&k, d->resp);
         cx_conn_close(c, CX_WS_CLOSE_POLICY, d->reason);
     } else {
         json_decref(d->resp);
@@ -195,10 +207,10 @@ static void send_delayed_fail(cx_conn *c, void *arg)
 
 /* Answer an auth failure and close 1008. Counted failures are answered after the
  * growing delay the rate limiter chooses. */
-static void auth_fail(cx_core *core, cx_conn *c, const cx_msg *req, const char *code,
+static void auth_fail(cx_core *core, caller *k, const cx_msg *req, const char *code,
                       const char *message, bool count)
 {
-    session *s = cx_conn_data(c);
+    session *s = k->s;
     int delay = 0;
     if (count) {
         bool blocked = false;
@@ -215,50 +227,51 @@ static void auth_fail(cx_core *core, cx_conn *c, const cx_msg *req, const char *
             d->resp = resp;
             snprintf(d->reason, sizeof d->reason, "authentication failed");
             s->failing = 1;
-            if (cx_conn_defer(c, (uint32_t)delay, send_delayed_fail, d) == CX_OK)
+            if (cx_conn_defer(k->conn, (uint32_t)delay, send_delayed_fail, d) == CX_OK)
                 return;
             s->failing = 0;
             free(d);
         }
     }
-    send_json(c, resp);
-    cx_conn_close(c, CX_WS_CLOSE_POLICY, "authentication failed");
+    send_json(k, resp);
+    cx_conn_close(k->conn, CX_WS_CLOSE_POLICY, "authentication failed");
 }
 
-static void rate_limited(cx_conn *c, const cx_msg *req, int retry_after, bool close)
+static void rate_limited(caller *k, const cx_msg *req, int retry_after, bool close)
 {
     json_t *details = json_pack("{s:i}", "retryAfter", retry_after);
     char msg[96];
     snprintf(msg, sizeof msg, "too many attempts; try again in %d seconds", retry_after);
-    send_json(c, cx_msg_fail(req->ns, req->action, req->id, "RATE_LIMITED", msg, details,
+    send_json(k, cx_msg_fail(req->ns, req->action, req->id, "RATE_LIMITED", msg, details,
                              close ? auth_failed_payload() : NULL));
-    if (close)
-        cx_conn_close(c, CX_WS_CLOSE_POLICY, "rate limited");
+    if (close && k->conn)
+        cx_conn_close(k->conn, CX_WS_CLOSE_POLICY, "rate limited");
 }
 
-static void auth_success(cx_core *core, cx_conn *c, const cx_msg *req, const char *name)
+static void auth_success(cx_core *core, caller *k, const cx_msg *req, const char *name)
 {
-    session *s = cx_conn_data(c);
+    session *s = k->s;
     s->authed = 1;
     s->totp_asked = 0;
-    cx_conn_set_authenticated(c);
+    if (k->conn)
+        cx_conn_set_authenticated(k->conn);
     cx_ratelimit_auth_succeeded(core->rl, s->ip);
     json_t *p = json_pack("{s:b, s:o, s:s, s:s}", "authenticated", 1, "scopes",
                           cx_scopes_to_json(s->scopes), "sessionId", s->id, "tokenName", name);
-    reply_ok(c, req, p);
+    reply_ok(k, req, p);
 }
 
-static void handle_auth(cx_core *core, cx_conn *c, const cx_msg *req)
+static void handle_auth(cx_core *core, caller *k, const cx_msg *req)
 {
-    session *s = cx_conn_data(c);
+    session *s = k->s;
     int64_t now = cx_clock_now_ms();
     if (s->dev) {
-        auth_success(core, c, req, "dev");
+        auth_success(core, k, req, "dev");
         return;
     }
     int retry = 0;
     if (cx_ratelimit_auth_allowed(core->rl, s->ip, now, &retry) != CX_OK) {
-        rate_limited(c, req, retry, true);
+        rate_limited(k, req, retry, true);
         return;
     }
     json_t *ct = json_object_get(req->payload, "clientType");
@@ -269,42 +282,42 @@ static void handle_auth(cx_core *core, cx_conn *c, const cx_msg *req)
     }
     const char *token = payload_str(req, "token");
     if (!token || !*token) {
-        auth_fail(core, c, req, "TOKEN_REQUIRED", "an access token is required", true);
+        auth_fail(core, k, req, "TOKEN_REQUIRED", "an access token is required", true);
         return;
     }
     cx_token_info info;
     int rc = cx_tokens_authenticate(core->tokens, token, now, &info);
     if (rc == CX_E_EXPIRED) {
-        auth_fail(core, c, req, "TOKEN_EXPIRED", "this token has expired; ask for a new one", true);
+        auth_fail(core, k, req, "TOKEN_EXPIRED", "this token has expired; ask for a new one", true);
         return;
     }
     if (rc != CX_OK) {
         if (rc == CX_E_DB)
             cx_log_error("token lookup failed: database error");
-        auth_fail(core, c, req, "INVALID_TOKEN", "invalid token", true);
+        auth_fail(core, k, req, "INVALID_TOKEN", "invalid token", true);
         return;
     }
     if (info.totp_enabled) {
         json_t *code = json_object_get(req->payload, "totpCode");
         if (code && !json_is_null(code) && !json_is_string(code)) {
-            auth_fail(core, c, req, "INVALID_TOTP", "totpCode must be a string of 6 digits", true);
+            auth_fail(core, k, req, "INVALID_TOTP", "totpCode must be a string of 6 digits", true);
             return;
         }
         if (!json_is_string(code) || json_string_length(code) == 0) {
             if (s->totp_asked) {
-                auth_fail(core, c, req, "TOTP_REQUIRED", "a TOTP code is required", false);
+                auth_fail(core, k, req, "TOTP_REQUIRED", "a TOTP code is required", false);
                 return;
             }
             s->totp_asked = 1;
             json_t *p = json_pack("{s:b, s:[], s:b}", "authenticated", 0, "scopes",
                                   "totpRequired", 1);
-            send_json(c, cx_msg_fail(req->ns, req->action, req->id, "TOTP_REQUIRED",
+            send_json(k, cx_msg_fail(req->ns, req->action, req->id, "TOTP_REQUIRED",
                                      "this token needs a TOTP code", NULL, p));
             return;
         }
         rc = cx_tokens_totp_check(core->tokens, info.name, json_string_value(code), now / 1000);
         if (rc != CX_OK) {
-            auth_fail(core, c, req, "INVALID_TOTP",
+            auth_fail(core, k, req, "INVALID_TOTP",
                       rc == CX_E_REPLAY ? "this code was already used; wait for the next one"
                                         : "wrong TOTP code",
                       true);
@@ -314,7 +327,7 @@ static void handle_auth(cx_core *core, cx_conn *c, const cx_msg *req)
     free(s->token_name);
     s->token_name = strdup(info.name);
     if (!s->token_name) {
-        reply_err(c, req, "INTERNAL", "out of memory");
+        reply_err(k, req, "INTERNAL", "out of memory");
         return;
     }
     memcpy(s->prefix, info.prefix, sizeof s->prefix);
@@ -322,14 +335,14 @@ static void handle_auth(cx_core *core, cx_conn *c, const cx_msg *req)
     note_touch(core, info.name, now);
     cx_log_info("session %s authenticated from %s with token %s (%s...)", s->id, s->ip,
                 info.name, info.prefix);
-    auth_success(core, c, req, info.name);
+    auth_success(core, k, req, info.name);
 }
 
 /* ---- actions ---- */
 
-typedef void (*action_fn)(cx_core *core, cx_conn *c, const cx_msg *req);
+typedef void (*action_fn)(cx_core *core, caller *k, const cx_msg *req);
 
-static void act_info(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_info(cx_core *core, caller *k, const cx_msg *req)
 {
     char *mtoken = NULL;
     (void)cx_tokens_setting_get(core->tokens, "maestro.token", &mtoken);
@@ -342,31 +355,31 @@ static void act_info(cx_core *core, cx_conn *c, const cx_msg *req)
                           "displayName", core->display_name, "version", CX_VERSION, "devMode",
                           core->dev, "maestro", "url",
                           core->maestro_url ? json_string(core->maestro_url) : json_null(),
-                          "connected", 0, "paired", paired);
-    reply_ok(c, req, p);
+                          "connected", cx_core_link_connected(core), "paired", paired);
+    reply_ok(k, req, p);
 }
 
-static void act_health(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_health(cx_core *core, caller *k, const cx_msg *req)
 {
     uint64_t up = (uv_now(core->loop) - core->started_ms) / 1000;
     json_t *p = json_pack("{s:s, s:I, s:I}", "status", "ok", "uptimeSeconds", (json_int_t)up,
                           "connections", (json_int_t)cx_server_conn_count(core->srv));
-    reply_ok(c, req, p);
+    reply_ok(k, req, p);
 }
 
-static void act_tokens(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_tokens(cx_core *core, caller *k, const cx_msg *req)
 {
     cx_token_info *arr = NULL;
     size_t n = 0;
     if (cx_tokens_list(core->tokens, &arr, &n) != CX_OK) {
-        reply_err(c, req, "INTERNAL", "could not read the token store");
+        reply_err(k, req, "INTERNAL", "could not read the token store");
         return;
     }
     json_t *list = json_array();
     for (size_t i = 0; list && i < n; i++)
         json_array_append_new(list, cx_tokens_info_to_json(&arr[i]));
     free(arr);
-    reply_ok(c, req, json_pack("{s:o}", "tokens", list));
+    reply_ok(k, req, json_pack("{s:o}", "tokens", list));
 }
 
 /* expiresAt: an ISO 8601 string, Unix ms as a number, or null/absent for never. */
@@ -384,38 +397,38 @@ static int parse_expiry(json_t *v, int64_t *out)
     return CX_E_INVAL;
 }
 
-static void act_generate(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_generate(cx_core *core, caller *k, const cx_msg *req)
 {
-    session *s = cx_conn_data(c);
+    session *s = k->s;
     const char *name = payload_token_name(req);
     if (!name || !cx_tokens_name_valid(name)) {
-        reply_err(c, req, "INVALID_ARGUMENT",
+        reply_err(k, req, "INVALID_ARGUMENT",
                   "name must be 1-64 characters of letters, digits, '.', '_' or '-'");
         return;
     }
     unsigned scopes = CX_SCOPE_ALL;
     json_t *sv = json_object_get(req->payload, "scopes");
     if (sv && !json_is_null(sv) && cx_scopes_from_json(sv, &scopes) != CX_OK) {
-        reply_err(c, req, "INVALID_ARGUMENT", "scopes must be an array of known scope names");
+        reply_err(k, req, "INVALID_ARGUMENT", "scopes must be an array of known scope names");
         return;
     }
     int64_t now = cx_clock_now_ms(), expires;
     if (parse_expiry(json_object_get(req->payload, "expiresAt"), &expires) != CX_OK) {
-        reply_err(c, req, "INVALID_ARGUMENT", "expiresAt must be an ISO 8601 time or null");
+        reply_err(k, req, "INVALID_ARGUMENT", "expiresAt must be an ISO 8601 time or null");
         return;
     }
     if (expires && expires <= now) {
-        reply_err(c, req, "INVALID_ARGUMENT", "expiresAt is in the past");
+        reply_err(k, req, "INVALID_ARGUMENT", "expiresAt is in the past");
         return;
     }
     char token[65];
     int rc = cx_tokens_create(core->tokens, name, scopes, expires, now, token);
     if (rc == CX_E_EXISTS) {
-        reply_err(c, req, "NAME_TAKEN", "a token with this name exists");
+        reply_err(k, req, "NAME_TAKEN", "a token with this name exists");
         return;
     }
     if (rc != CX_OK) {
-        reply_err(c, req, "INTERNAL", "could not create the token");
+        reply_err(k, req, "INTERNAL", "could not create the token");
         return;
     }
     (void)cx_tokens_audit(core->tokens, now, "token.create", name, s->ip, "ok");
@@ -427,85 +440,85 @@ static void act_generate(cx_core *core, cx_conn *c, const cx_msg *req)
                           cx_scopes_to_json(scopes), "expiresAt",
                           expires ? json_string(exp) : json_null());
     sodium_memzero(token, sizeof token);
-    reply_ok(c, req, p);
+    reply_ok(k, req, p);
 }
 
-static void act_rotate(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_rotate(cx_core *core, caller *k, const cx_msg *req)
 {
-    session *s = cx_conn_data(c);
+    session *s = k->s;
     const char *name = payload_token_name(req);
     if (!name) {
-        reply_err(c, req, "INVALID_ARGUMENT", "name is required");
+        reply_err(k, req, "INVALID_ARGUMENT", "name is required");
         return;
     }
     bool own = s->token_name && strcmp(s->token_name, name) == 0;
     if (!own && !(s->scopes & CX_SCOPE_ADMIN_CORE)) {
-        reply_err(c, req, "FORBIDDEN", "needs scope admin:core (or rotate your own token)");
+        reply_err(k, req, "FORBIDDEN", "needs scope admin:core (or rotate your own token)");
         return;
     }
     char token[65];
     int64_t now = cx_clock_now_ms();
     int rc = cx_tokens_rotate(core->tokens, name, now, token);
     if (rc == CX_E_NOTFOUND) {
-        reply_err(c, req, "NOT_FOUND", "no token with this name");
+        reply_err(k, req, "NOT_FOUND", "no token with this name");
         return;
     }
     if (rc != CX_OK) {
-        reply_err(c, req, "INTERNAL", "could not rotate the token");
+        reply_err(k, req, "INTERNAL", "could not rotate the token");
         return;
     }
     (void)cx_tokens_audit(core->tokens, now, "token.rotate", name, s->ip, "ok");
     cx_log_info("token %s rotated by session %s", name, s->id);
     if (own)
         cx_token_prefix(token, s->prefix);
-    close_token_conns(core, name, c, "token rotated");
+    close_token_conns(core, name, k->conn, "token rotated");
     json_t *p = json_pack("{s:s, s:s}", "name", name, "token", token);
     sodium_memzero(token, sizeof token);
-    reply_ok(c, req, p);
+    reply_ok(k, req, p);
 }
 
-static void act_revoke(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_revoke(cx_core *core, caller *k, const cx_msg *req)
 {
-    session *s = cx_conn_data(c);
+    session *s = k->s;
     const char *name = payload_token_name(req);
     if (!name) {
-        reply_err(c, req, "INVALID_ARGUMENT", "name is required");
+        reply_err(k, req, "INVALID_ARGUMENT", "name is required");
         return;
     }
     int rc = cx_tokens_revoke(core->tokens, name);
     if (rc == CX_E_NOTFOUND) {
-        reply_err(c, req, "NOT_FOUND", "no token with this name");
+        reply_err(k, req, "NOT_FOUND", "no token with this name");
         return;
     }
     if (rc != CX_OK) {
-        reply_err(c, req, "INTERNAL", "could not revoke the token");
+        reply_err(k, req, "INTERNAL", "could not revoke the token");
         return;
     }
     (void)cx_tokens_audit(core->tokens, cx_clock_now_ms(), "token.revoke", name, s->ip, "ok");
     cx_log_info("token %s revoked by session %s", name, s->id);
-    close_token_conns(core, name, c, "token revoked");
-    reply_ok(c, req, json_pack("{s:s, s:b}", "name", name, "revoked", 1));
+    close_token_conns(core, name, k->conn, "token revoked");
+    reply_ok(k, req, json_pack("{s:s, s:b}", "name", name, "revoked", 1));
 }
 
-static bool need_token_name(cx_conn *c, const cx_msg *req, const char **name)
+static bool need_token_name(caller *k, const cx_msg *req, const char **name)
 {
     *name = payload_token_name(req);
     if (!*name) {
-        reply_err(c, req, "INVALID_ARGUMENT", "tokenName is required");
+        reply_err(k, req, "INVALID_ARGUMENT", "tokenName is required");
         return false;
     }
     return true;
 }
 
-static void act_totp_setup(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_totp_setup(cx_core *core, caller *k, const cx_msg *req)
 {
     const char *name;
-    if (!need_token_name(c, req, &name))
+    if (!need_token_name(k, req, &name))
         return;
     char secret[CX_TOKENS_TOTP_B32_SIZE];
     int rc = cx_tokens_totp_setup(core->tokens, name, secret);
     if (rc != CX_OK) {
-        reply_err(c, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
+        reply_err(k, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
                   rc == CX_E_NOTFOUND ? "no token with this name" : "could not set up TOTP");
         return;
     }
@@ -518,68 +531,68 @@ static void act_totp_setup(cx_core *core, cx_conn *c, const cx_msg *req)
         sodium_memzero(uri, strlen(uri));
         free(uri);
     }
-    session *s = cx_conn_data(c);
+    session *s = k->s;
     (void)cx_tokens_audit(core->tokens, cx_clock_now_ms(), "totp.setup", name, s->ip, "ok");
-    reply_ok(c, req, p);
+    reply_ok(k, req, p);
 }
 
-static void act_totp_enable(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_totp_enable(cx_core *core, caller *k, const cx_msg *req)
 {
     const char *name;
-    if (!need_token_name(c, req, &name))
+    if (!need_token_name(k, req, &name))
         return;
     const char *code = payload_str(req, "code");
     if (!code) {
-        reply_err(c, req, "INVALID_ARGUMENT", "code is required");
+        reply_err(k, req, "INVALID_ARGUMENT", "code is required");
         return;
     }
     int rc = cx_tokens_totp_enable(core->tokens, name, code, cx_clock_now_ms() / 1000);
-    session *s = cx_conn_data(c);
+    session *s = k->s;
     if (rc == CX_E_NOTFOUND) {
-        reply_err(c, req, "NOT_FOUND", "no token with this name");
+        reply_err(k, req, "NOT_FOUND", "no token with this name");
     } else if (rc == CX_E_INVAL) {
-        reply_err(c, req, "INVALID_ARGUMENT", "run totp.setup first");
+        reply_err(k, req, "INVALID_ARGUMENT", "run totp.setup first");
     } else if (rc == CX_E_FORMAT || rc == CX_E_DENIED || rc == CX_E_REPLAY) {
         (void)cx_tokens_audit(core->tokens, cx_clock_now_ms(), "totp.enable", name, s->ip,
                               "denied");
-        reply_err(c, req, "INVALID_TOTP", "wrong TOTP code");
+        reply_err(k, req, "INVALID_TOTP", "wrong TOTP code");
     } else if (rc != CX_OK) {
-        reply_err(c, req, "INTERNAL", "could not enable TOTP");
+        reply_err(k, req, "INTERNAL", "could not enable TOTP");
     } else {
         (void)cx_tokens_audit(core->tokens, cx_clock_now_ms(), "totp.enable", name, s->ip, "ok");
-        reply_ok(c, req, json_pack("{s:b}", "enabled", 1));
+        reply_ok(k, req, json_pack("{s:b}", "enabled", 1));
     }
 }
 
-static void act_totp_disable(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_totp_disable(cx_core *core, caller *k, const cx_msg *req)
 {
     const char *name;
-    if (!need_token_name(c, req, &name))
+    if (!need_token_name(k, req, &name))
         return;
     int rc = cx_tokens_totp_disable(core->tokens, name);
     if (rc != CX_OK) {
-        reply_err(c, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
+        reply_err(k, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
                   rc == CX_E_NOTFOUND ? "no token with this name" : "could not disable TOTP");
         return;
     }
-    session *s = cx_conn_data(c);
+    session *s = k->s;
     (void)cx_tokens_audit(core->tokens, cx_clock_now_ms(), "totp.disable", name, s->ip, "ok");
-    reply_ok(c, req, json_pack("{s:b}", "disabled", 1));
+    reply_ok(k, req, json_pack("{s:b}", "disabled", 1));
 }
 
-static void act_totp_status(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_totp_status(cx_core *core, caller *k, const cx_msg *req)
 {
     const char *name;
-    if (!need_token_name(c, req, &name))
+    if (!need_token_name(k, req, &name))
         return;
     bool configured = false, enabled = false;
     int rc = cx_tokens_totp_status(core->tokens, name, &configured, &enabled);
     if (rc != CX_OK) {
-        reply_err(c, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
+        reply_err(k, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
                   rc == CX_E_NOTFOUND ? "no token with this name" : "could not read TOTP status");
         return;
     }
-    reply_ok(c, req, json_pack("{s:b, s:b}", "configured", configured, "enabled", enabled));
+    reply_ok(k, req, json_pack("{s:b, s:b}", "configured", configured, "enabled", enabled));
 }
 
 static void list_conn(cx_conn *c, void *arg)
@@ -598,12 +611,12 @@ static void list_conn(cx_conn *c, void *arg)
                         "connectedAt", at, "authenticated", s->authed));
 }
 
-static void act_conn_list(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_conn_list(cx_core *core, caller *k, const cx_msg *req)
 {
     json_t *list = json_array();
     if (list)
         cx_server_foreach(core->srv, list_conn, list);
-    reply_ok(c, req, json_pack("{s:o}", "connections", list));
+    reply_ok(k, req, json_pack("{s:o}", "connections", list));
 }
 
 struct find_session {
@@ -619,22 +632,22 @@ static void find_conn(cx_conn *c, void *arg)
         f->found = c;
 }
 
-static void act_conn_close(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_conn_close(cx_core *core, caller *k, const cx_msg *req)
 {
     const char *sid = payload_str(req, "sessionId");
     if (!sid) {
-        reply_err(c, req, "INVALID_ARGUMENT", "sessionId is required");
+        reply_err(k, req, "INVALID_ARGUMENT", "sessionId is required");
         return;
     }
     struct find_session f = {sid, NULL};
     cx_server_foreach(core->srv, find_conn, &f);
     if (!f.found) {
-        reply_err(c, req, "NOT_FOUND", "no open connection with this sessionId");
+        reply_err(k, req, "NOT_FOUND", "no open connection with this sessionId");
         return;
     }
-    session *s = cx_conn_data(c);
+    session *s = k->s;
     cx_log_info("session %s closed by session %s", sid, s->id);
-    reply_ok(c, req, json_pack("{s:b}", "closed", 1));
+    reply_ok(k, req, json_pack("{s:b}", "closed", 1));
     cx_conn_close(f.found, CX_WS_CLOSE_NORMAL, "closed by admin");
 }
 
@@ -649,31 +662,31 @@ static bool pattern_valid(const char *p)
            !strchr(colon + 1, ':');
 }
 
-static void act_subscribe(cx_core *core, cx_conn *c, const cx_msg *req)
+static void act_subscribe(cx_core *core, caller *k, const cx_msg *req)
 {
     (void)core;
-    session *s = cx_conn_data(c);
+    session *s = k->s;
     json_t *add = json_object_get(req->payload, "subscribe");
     json_t *del = json_object_get(req->payload, "unsubscribe");
     size_t i;
     json_t *v;
     if ((add && !json_is_array(add)) || (del && !json_is_array(del))) {
-        reply_err(c, req, "INVALID_ARGUMENT", "subscribe and unsubscribe must be arrays");
+        reply_err(k, req, "INVALID_ARGUMENT", "subscribe and unsubscribe must be arrays");
         return;
     }
     json_array_foreach(add, i, v) {
         if (!json_is_string(v) || !pattern_valid(json_string_value(v))) {
-            reply_err(c, req, "INVALID_ARGUMENT", "patterns are '*', 'ns:*' or 'ns:action'");
+            reply_err(k, req, "INVALID_ARGUMENT", "patterns are '*', 'ns:*' or 'ns:action'");
             return;
         }
     }
     json_array_foreach(del, i, v) {
         if (!json_is_string(v))
             continue;
-        for (int k = 0; k < s->nsubs; k++) {
-            if (strcmp(s->subs[k], json_string_value(v)) == 0) {
-                free(s->subs[k]);
-                s->subs[k] = s->subs[--s->nsubs];
+        for (int j = 0; j < s->nsubs; j++) {
+            if (strcmp(s->subs[j], json_string_value(v)) == 0) {
+                free(s->subs[j]);
+                s->subs[j] = s->subs[--s->nsubs];
                 break;
             }
         }
@@ -681,28 +694,28 @@ static void act_subscribe(cx_core *core, cx_conn *c, const cx_msg *req)
     json_array_foreach(add, i, v) {
         const char *p = json_string_value(v);
         bool dup = false;
-        for (int k = 0; k < s->nsubs && !dup; k++)
-            dup = strcmp(s->subs[k], p) == 0;
+        for (int j = 0; j < s->nsubs && !dup; j++)
+            dup = strcmp(s->subs[j], p) == 0;
         if (dup)
             continue;
         if (s->nsubs >= MAX_SUBSCRIPTIONS) {
-            reply_err(c, req, "INVALID_ARGUMENT", "too many subscriptions (32 at most)");
+            reply_err(k, req, "INVALID_ARGUMENT", "too many subscriptions (32 at most)");
             return;
         }
         if (!s->subs && !(s->subs = calloc(MAX_SUBSCRIPTIONS, sizeof *s->subs))) {
-            reply_err(c, req, "INTERNAL", "out of memory");
+            reply_err(k, req, "INTERNAL", "out of memory");
             return;
         }
         if (!(s->subs[s->nsubs] = strdup(p))) {
-            reply_err(c, req, "INTERNAL", "out of memory");
+            reply_err(k, req, "INTERNAL", "out of memory");
             return;
         }
         s->nsubs++;
     }
     json_t *list = json_array();
-    for (int k = 0; list && k < s->nsubs; k++)
-        json_array_append_new(list, json_string(s->subs[k]));
-    reply_ok(c, req, json_pack("{s:o}", "subscribed", list));
+    for (int j = 0; list && j < s->nsubs; j++)
+        json_array_append_new(list, json_string(s->subs[j]));
+    reply_ok(k, req, json_pack("{s:o}", "subscribed", list));
 }
 
 static const struct action {
@@ -725,36 +738,41 @@ static const struct action {
     {"subscribe", 0, act_subscribe},
 };
 
-static void dispatch(cx_core *core, cx_conn *c, const cx_msg *req)
+static void dispatch(cx_core *core, caller *k, const cx_msg *req)
 {
-    session *s = cx_conn_data(c);
+    session *s = k->s;
     if (s->blocked) {
         int retry = 1;
         if (cx_ratelimit_auth_allowed(core->rl, s->ip, cx_clock_now_ms(), &retry) != CX_OK) {
-            rate_limited(c, req, retry, true);
+            rate_limited(k, req, retry, true);
             return;
         }
         s->blocked = 0; /* the block ran out while the connection was open */
     }
     bool is_auth = strcmp(req->ns, "core") == 0 && strcmp(req->action, "auth") == 0;
+    if (is_auth && !k->conn) {
+        /* Maestro already authenticated its user: say so, with the relay's scopes. */
+        auth_success(core, k, req, "maestro");
+        return;
+    }
     if (is_auth) {
         if (s->failing) {
-            reply_err(c, req, "AUTH_REQUIRED", "an authentication attempt is in progress");
+            reply_err(k, req, "AUTH_REQUIRED", "an authentication attempt is in progress");
             return;
         }
-        handle_auth(core, c, req);
+        handle_auth(core, k, req);
         return;
     }
     if (!s->authed) {
         s->strikes++;
-        reply_err(c, req, "AUTH_REQUIRED", "authenticate first with core/auth");
-        if (s->strikes >= CX_AUTH_REQUIRED_STRIKES)
-            cx_conn_close(c, CX_WS_CLOSE_POLICY, "authentication required");
+        reply_err(k, req, "AUTH_REQUIRED", "authenticate first with core/auth");
+        if (s->strikes >= CX_AUTH_REQUIRED_STRIKES && k->conn)
+            cx_conn_close(k->conn, CX_WS_CLOSE_POLICY, "authentication required");
         return;
     }
     int64_t now = cx_clock_now_ms();
     if (cx_ratelimit_message(core->rl, &s->budget, now) != CX_OK) {
-        rate_limited(c, req, 1, false);
+        rate_limited(k, req, 1, false);
         return;
     }
     if (strcmp(req->ns, "core") == 0) {
@@ -764,16 +782,27 @@ static void dispatch(cx_core *core, cx_conn *c, const cx_msg *req)
             if (actions[i].scope && !(s->scopes & actions[i].scope)) {
                 char msg[64];
                 snprintf(msg, sizeof msg, "needs scope %s", cx_scope_name(actions[i].scope));
-                reply_err(c, req, "FORBIDDEN", msg);
+                reply_err(k, req, "FORBIDDEN", msg);
                 return;
             }
-            actions[i].fn(core, c, req);
+            actions[i].fn(core, k, req);
             return;
         }
     }
     char msg[300];
     snprintf(msg, sizeof msg, "unknown action %.128s/%.128s", req->ns, req->action);
-    reply_err(c, req, "UNKNOWN_ACTION", msg);
+    reply_err(k, req, "UNKNOWN_ACTION", msg);
+}
+
+void cx_core_dispatch_relayed(cx_core *core, const cx_msg *req, unsigned scopes)
+{
+    session s = {0};
+    snprintf(s.ip, sizeof s.ip, "maestro");
+    snprintf(s.id, sizeof s.id, "maestro-relay");
+    s.authed = 1;
+    s.scopes = scopes;
+    caller k = {&s, NULL, core};
+    dispatch(core, &k, req);
 }
 
 /* ---- connection callbacks ---- */
@@ -827,11 +856,12 @@ static void on_message(cx_server *srv, cx_conn *c, const char *text, size_t len)
     session *s = cx_conn_data(c);
     if (!s || s->limited)
         return;
+    caller k = {s, c, core};
     cx_msg msg;
     cx_msg_error err;
     if (cx_msg_decode(text, len, &msg, &err) != CX_OK) {
         s->invalid++;
-        send_json(c, cx_msg_fail("core", "error", err.id[0] ? err.id : NULL, "INVALID_MESSAGE",
+        send_json(&k, cx_msg_fail("core", "error", err.id[0] ? err.id : NULL, "INVALID_MESSAGE",
                                  err.message, NULL, NULL));
         if (s->invalid >= CX_MSG_MAX_INVALID_IN_ROW)
             cx_conn_close(c, CX_WS_CLOSE_POLICY, "too many invalid messages");
@@ -840,7 +870,7 @@ static void on_message(cx_server *srv, cx_conn *c, const char *text, size_t len)
     s->invalid = 0;
     /* Responses and events from clients need no answer; the Core asks nothing yet. */
     if (msg.type == CX_MSG_REQUEST)
-        dispatch(core, c, &msg);
+        dispatch(core, &k, &msg);
     cx_msg_free(&msg);
 }
 
@@ -1044,6 +1074,8 @@ int cx_core_start(cx_core *core, uv_loop_t *loop, const cx_core_options *opt)
         return rc;
     }
     core->started_ms = uv_now(loop);
+    if ((rc = cx_core_link_start(core)) != CX_OK)
+        return rc;
     uv_timer_init(loop, &core->housekeeping);
     core->housekeeping.data = core;
     uv_timer_start(&core->housekeeping, on_housekeeping, CX_CORE_TOUCH_FLUSH_MS,
@@ -1074,12 +1106,14 @@ void cx_core_stop(cx_core *core)
     if (core->stopping)
         return;
     core->stopping = true;
+    cx_core_link_stop(core);
     cx_log_info("shutting down: closing %zu connection(s)", cx_server_conn_count(core->srv));
     cx_server_shutdown(core->srv, CX_WS_CLOSE_GOING_AWAY, "server shutting down", on_server_down);
 }
 
 void cx_core_free(cx_core *core)
 {
+    cx_core_link_free(core);
     cx_server_free(core->srv);
     cx_tokens_close(core->tokens);
     cx_ratelimit_free(core->rl);

@@ -109,6 +109,11 @@ $(BUILD)/test/%: test/unit/%.c $(CORE_A) $(LIB_A)
 	@echo "  TEST    $@"
 	$(Q)$(CC) $(CPPFLAGS) -Icore $(CFLAGS) -Wno-unused-parameter -o $@ $^ $(LDFLAGS) $(LDLIBS) -lcmocka
 
+$(BENCH_BIN): test/bench/loadgen.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
 unit: $(UNIT_BIN)
 	@./test/run-unit.sh $(UNIT_BIN)
 

@@ -104,6 +104,11 @@ $(BUILD)/bin/condrix: $(BUILD)/cli/main.o $(CLI_A) $(LIB_A)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/test/test_mx_%: test/unit/test_mx_%.c $(MAESTRO_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	@echo "  TEST    $@"
+	$(Q)$(CC) $(CPPFLAGS) -Imaestro $(CFLAGS) -Wno-unused-parameter -o $@ $^ $(LDFLAGS) $(LDLIBS) -lcmocka
+
 $(BUILD)/test/%: test/unit/%.c $(CORE_A) $(LIB_A)
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"

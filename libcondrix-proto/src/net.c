@@ -27,6 +27,7 @@
 enum conn_state {
     ST_HTTP,     /* reading the request head */
     ST_WS,       /* WebSocket session open */
+    ST_CLOSING,  /* our close frame sent: wait for the peer's until the deadline */
     ST_DRAIN,    /* answer queued: close once output is flushed */
     ST_CLOSED,   /* handle closing; waiting for libuv's close callback */
 };
@@ -56,7 +57,8 @@ struct cx_conn {
 
 struct cx_server {
     uv_loop_t *loop;              /* not owned */
-    uv_tcp_t listener;            /* the listening socket */
+    uv_tcp_t *listener;           /* the listening socket: its own allocation, so a failed
+                                   * listen can close it after srv is gone */
     uv_timer_t tick;              /* deadlines and keep-alive */
     uv_timer_t grace;             /* shutdown's last resort */
     cx_server_callbacks cb;       /* copied from the caller */
@@ -388,7 +390,7 @@ static void deliver(cx_conn *c, const uint8_t *p, size_t n)
         http_complete(c, p + used, n - used);
         return;
     }
-    if (c->state == ST_WS || c->state == ST_DRAIN) {
+    if (c->state == ST_WS || c->state == ST_CLOSING || c->state == ST_DRAIN) {
         if (c->ws && cx_ws_feed(c->ws, p, n) == CX_E_NOMEM)
             conn_destroy(c, CX_WS_CLOSE_INTERNAL);
     }
@@ -580,6 +582,7 @@ static void on_tick(uv_timer_t *t)
                 conn_flush(c);
             }
             break;
+        case ST_CLOSING:
         case ST_DRAIN:
             if (c->deadline && now >= c->deadline)
                 conn_destroy(c, c->close_code);
@@ -621,6 +624,11 @@ static char *errdup(const char *what, int rc)
     return s;
 }
 
+static void on_listener_failed(uv_handle_t *h)
+{
+    free(h);
+}
+
 int cx_server_listen(cx_server *srv, const char *host, int port, char **err)
 {
     struct sockaddr_storage ss;
@@ -634,17 +642,24 @@ int cx_server_listen(cx_server *srv, const char *host, int port, char **err)
             *err = errdup("bad listen address", rc);
         return CX_E_INVAL;
     }
-    if ((rc = uv_tcp_init(srv->loop, &srv->listener)) < 0)
+    if (!(srv->listener = malloc(sizeof *srv->listener))) {
+        rc = UV_ENOMEM;
         goto fail;
-    srv->listener.data = srv;
+    }
+    if ((rc = uv_tcp_init(srv->loop, srv->listener)) < 0) {
+        free(srv->listener);
+        srv->listener = NULL;
+        goto fail;
+    }
+    srv->listener->data = srv;
     srv->handles_open++;
-    if ((rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0)) < 0)
+    if ((rc = uv_tcp_bind(srv->listener, (struct sockaddr *)&ss, 0)) < 0)
         goto fail;
-    if ((rc = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection)) < 0)
+    if ((rc = uv_listen((uv_stream_t *)srv->listener, 1024, on_connection)) < 0)
         goto fail;
     struct sockaddr_storage bound;
     int len = sizeof bound;
-    if (uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len) == 0)
+    if (uv_tcp_getsockname(srv->listener, (struct sockaddr *)&bound, &len) == 0)
         srv->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
     if ((rc = uv_timer_init(srv->loop, &srv->tick)) < 0)
         goto fail;
@@ -657,6 +672,11 @@ int cx_server_listen(cx_server *srv, const char *host, int port, char **err)
 fail:
     if (err)
         *err = errdup("cannot listen", rc);
+    if (srv->listener) {
+        uv_close((uv_handle_t *)srv->listener, on_listener_failed);
+        srv->listener = NULL;
+        srv->handles_open = 0;
+    }
     return CX_E_IO;
 }
 
@@ -679,6 +699,10 @@ void cx_server_foreach(cx_server *srv, void (*fn)(cx_conn *c, void *arg), void *
 static void on_server_handle_closed(uv_handle_t *h)
 {
     cx_server *srv = h->data;
+    if (h == (uv_handle_t *)srv->listener) {
+        free(srv->listener);
+        srv->listener = NULL;
+    }
     srv->handles_open--;
     maybe_shutdown_done(srv);
 }
@@ -726,7 +750,7 @@ void cx_server_shutdown(cx_server *srv, uint16_t code, const char *reason,
             done(srv);
         return;
     }
-    uv_close((uv_handle_t *)&srv->listener, on_server_handle_closed);
+    uv_close((uv_handle_t *)srv->listener, on_server_handle_closed);
     uv_ref((uv_handle_t *)&srv->tick);
     uv_timer_init(srv->loop, &srv->grace);
     srv->grace.data = srv;
@@ -796,10 +820,10 @@ void cx_conn_close(cx_conn *c, uint16_t code, const char *reason)
         return;
     }
     /* Wait a little for the peer's close frame, then drop the link. */
-    if (c->state == ST_WS)
+    if (c->state == ST_WS) {
         c->deadline = uv_now(c->srv->loop) + CX_NET_CLOSE_LINGER_MS;
-    if (c->state == ST_WS)
-        c->state = ST_DRAIN;
+        c->state = ST_CLOSING;
+    }
 }
 
 struct defer {
@@ -818,7 +842,7 @@ static void on_defer(uv_timer_t *t)
 {
     struct defer *d = t->data;
     cx_conn *c = d->c;
-    bool alive = c->state == ST_WS || c->state == ST_DRAIN;
+    bool alive = c->state == ST_WS || c->state == ST_CLOSING || c->state == ST_DRAIN;
     if (alive) {
         c->corked = 1;
         d->fn(c, d->arg);

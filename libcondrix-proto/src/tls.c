@@ -11,6 +11,7 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@ struct cx_tls {
     size_t feed_len;
     cx_buf pending;              /* plaintext written before the handshake finished */
     int last_error;              /* last mbedTLS error code */
+    uint8_t ip[16];              /* expected iPAddress SAN when connecting to an IP literal */
+    size_t ip_len;               /* 4 or 16; 0 for a host name */
     int done;                    /* handshake complete */
 };
 
@@ -202,13 +205,34 @@ cx_tls *cx_tls_new_server(cx_tls_config *cfg, cx_tls_out_fn out, cx_tls_in_fn in
     return session_new(cfg, out, in, ud);
 }
 
+/* mbedTLS 2.28 matches only dNSName SANs: check iPAddress SANs of the leaf ourselves. */
+static int verify_ip(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    const cx_tls *t = ctx;
+    if (depth != 0)
+        return 0;
+    for (const mbedtls_x509_sequence *san = &crt->subject_alt_names; san; san = san->next) {
+        if ((san->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK) == MBEDTLS_X509_SAN_IP_ADDRESS &&
+            san->buf.len == t->ip_len && memcmp(san->buf.p, t->ip, t->ip_len) == 0)
+            return 0;
+    }
+    *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+    return 0;
+}
+
 cx_tls *cx_tls_new_client(cx_tls_config *cfg, const char *hostname, cx_tls_out_fn out,
                           cx_tls_in_fn in, void *ud)
 {
     cx_tls *t = session_new(cfg, out, in, ud);
     if (!t)
         return NULL;
-    if (mbedtls_ssl_set_hostname(&t->ssl, hostname) != 0) {
+    if (inet_pton(AF_INET, hostname, t->ip) == 1)
+        t->ip_len = 4;
+    else if (inet_pton(AF_INET6, hostname, t->ip) == 1)
+        t->ip_len = 16;
+    if (t->ip_len)
+        mbedtls_ssl_set_verify(&t->ssl, verify_ip, t); /* no SNI for an address (RFC 6066) */
+    else if (mbedtls_ssl_set_hostname(&t->ssl, hostname) != 0) {
         cx_tls_free(t);
         return NULL;
     }

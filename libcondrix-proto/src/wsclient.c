@@ -90,12 +90,15 @@ int cx_wsc_parse_url(const char *url, bool *tls, char *host, size_t host_size, i
     size_t hn = (size_t)(he - hs);
     if (hn == 0 || hn >= host_size)
         return CX_E_INVAL;
+    for (size_t i = 0; i < hn; i++)
+        if ((unsigned char)hs[i] <= 0x20 || hs[i] == 0x7f)
+            return CX_E_INVAL;
     memcpy(host, hs, hn);
     host[hn] = '\0';
     if (*p == ':') {
         char *end;
         long v = strtol(p + 1, &end, 10);
-        if (end == p + 1 || v < 1 || v > 65535)
+        if (p[1] < '0' || p[1] > '9' || v < 1 || v > 65535)
             return CX_E_INVAL;
         *port = (int)v;
         p = end;

@@ -48,6 +48,9 @@ class CoreServer:
         env["CONDRIX_RATE_CONN_MAX"] = "0"
         env["CONDRIX_RATE_AUTH_MAX"] = "0"
         env["CONDRIX_LOG_LEVEL"] = "debug"
+        # A zone far from UTC (POSIX form, needs no tzdata): a timestamp written in
+        # local time but labelled Z shows up as 13:45 h off.
+        env["TZ"] = "XST-13:45"
         if self.env_token:
             env["CONDRIX_CORE_TOKEN"] = self.env_token
         if self.tls:

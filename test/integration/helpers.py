@@ -17,7 +17,6 @@ import re
 import secrets
 import select
 import socket
-import ssl as ssl_mod
 import struct
 import subprocess
 import time
@@ -137,11 +136,12 @@ def totp_code(secret, when=None):
 
 def totp_steps(secret):
     """Codes for the previous, current and next 30 s step, all inside the allowed
-    drift. Waits (at most a few seconds) when a step boundary is near, so that the
-    three stay valid for the next ~20 seconds."""
+    drift. The previous-step code must be used first and at once (enable); the
+    other two stay valid for at least 30 s after that. Waits (at most ~2 s) when a
+    step boundary is too near for the first use."""
     now = time.time()
     into = now % 30
-    if into > 30 - t(2) - 1:
+    if into > 30 - t(0.5) - 1:
         time.sleep(30 - into + 0.05)
         now = time.time()
     step = int(now // 30)
@@ -335,6 +335,22 @@ class RawWS:
     def send_raw(self, data):
         self.sock.sendall(data)
 
+    def send_watching(self, data, chunk=65536):
+        """Send data in chunks, stopping early when the server has something to say
+        (e.g. a close frame) or drops us: what a client that reads while it writes sees.
+        -> bytes sent."""
+        off = 0
+        while off < len(data):
+            rd, _, _ = select.select([self.sock], [], [], 0)
+            if rd:
+                break
+            try:
+                self.sock.settimeout(self.timeout)
+                off += self.sock.send(data[off:off + chunk])
+            except OSError:
+                break
+        return off
+
     def send_frame(self, opcode, payload=b"", **kw):
         self.sock.sendall(encode_frame(opcode, payload, **kw))
 
@@ -452,6 +468,8 @@ def check_response(m, rid=None):
     assert isinstance(m.get("id"), str) and m["id"], "response without a non-empty id: %r" % m
     assert isinstance(m.get("timestamp"), str) and TS_RE.match(m["timestamp"]), \
         "bad timestamp %r" % (m.get("timestamp"),)
+    skew = abs((parse_ts(m["timestamp"]) - dt.datetime.now(dt.timezone.utc)).total_seconds())
+    assert skew < 120, "response timestamp %s is %.0f s off UTC now" % (m["timestamp"], skew)
     assert isinstance(m.get("success"), bool), "success missing/not bool: %r" % m
     if rid is not None:
         assert m.get("correlationId") == rid, m
@@ -480,11 +498,26 @@ def expect_ok(m):
 
 # --------------------------------------------------------------------------- asyncio client
 
+_live_clients = []
+
+
 def async_test(fn):
-    """Run an async test function to completion with an overall bound."""
+    """Run an async test function to completion with an overall bound. Connections
+    the test left open are aborted at the end, so teardown never waits for a
+    close handshake with a server that was killed."""
     @functools.wraps(fn)
     def wrapper(*a, **kw):
-        return asyncio.run(asyncio.wait_for(fn(*a, **kw), t(60)))
+        async def runner():
+            try:
+                return await asyncio.wait_for(fn(*a, **kw), t(60))
+            finally:
+                for c in _live_clients:
+                    try:
+                        c.ws.transport.abort()
+                    except Exception:
+                        pass
+                _live_clients.clear()
+        return asyncio.run(runner())
     return wrapper
 
 
@@ -496,6 +529,7 @@ class Client:
         self.ws = ws
         self.events = []
         self.stray = []
+        _live_clients.append(self)
 
     async def send_raw(self, text):
         await self.ws.send(text)
@@ -601,3 +635,88 @@ async def connect_auth(server, token=None, headers=None, **kw):
     assert m["success"], "auth failed: %r" % (m.get("error"),)
     c.session = m["payload"]
     return c
+
+
+# --------------------------------------------------------------------------- slow reader
+
+def small_quarantine_env():
+    """Environment for a server whose memory use a test measures: under ASan, freed
+    memory sits in a quarantine (256 MB by default) and would count as growth."""
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    return {"ASAN_OPTIONS": (opts + ":" if opts else "") + "quarantine_size_mb=8"}
+
+
+def check_slow_reader(srv, n_tokens=60):
+    """A client that sends many large-answer requests and never reads must not hurt
+    the server: other clients still get answers, memory stays bounded. Being
+    dropped (1008 slow consumer / TCP reset) or back-pressured are both fine."""
+    import ssl as _ssl
+
+    async def make_tokens():
+        admin = await connect_auth(srv)
+        for i in range(n_tokens):
+            await admin.send_env(envelope("auth.generateToken", {"name": "bulk-token-%03d" % i,
+                                                                 "scopes": sorted(ALL_SCOPES)}))
+        for i in range(n_tokens):
+            await admin.recv_json()
+        p = expect_ok(await admin.request("auth.tokens"))
+        assert len(p["tokens"]) > n_tokens
+        await admin.close()
+    asyncio.run(asyncio.wait_for(make_tokens(), t(30)))
+
+    rss_before = rss_kb(srv.pid)
+    slow = RawWS(srv.port, tls_ctx=srv.client_ssl, rcvbuf=4096)
+    slow.upgrade()
+    assert slow.request("auth", {"token": srv.admin_token})["success"]
+    slow.sock.setblocking(False)
+    counter = [0]
+
+    def more_frames():
+        out = []
+        for _ in range(200):
+            counter[0] += 1
+            out.append(encode_frame(OP_TEXT, json.dumps(envelope("auth.tokens", rid="slow-%d" % counter[0]))))
+        return b"".join(out)
+    pending = more_frames()
+    sent = 0
+    dropped = False
+    stuck_since = None
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < t(4) and sent < 50 * 1024 * 1024:
+        if not pending:
+            pending = more_frames()
+        try:
+            n = slow.sock.send(pending[:16384])
+            pending = pending[n:]
+            sent += n
+            stuck_since = None
+        except (BlockingIOError, _ssl.SSLWantWriteError, _ssl.SSLWantReadError):
+            if stuck_since is None:
+                stuck_since = time.monotonic()
+            elif time.monotonic() - stuck_since > 1.0:
+                break  # the server stopped reading from us: backpressure, fine
+            select.select([], [slow.sock], [], 0.05)
+        except (BrokenPipeError, ConnectionResetError, _ssl.SSLError):
+            dropped = True
+            break
+    assert sent > 0
+
+    async def other_client():
+        c = await connect_auth(srv)
+        t1 = time.monotonic()
+        for _ in range(5):
+            expect_ok(await c.request("health", timeout=t(3)))
+        p = expect_ok(await c.request("auth.tokens", timeout=t(3)))
+        assert len(p["tokens"]) > n_tokens
+        await c.close()
+        return time.monotonic() - t1
+    took = asyncio.run(asyncio.wait_for(other_client(), t(20)))
+    assert took < t(3), "server unresponsive while a slow reader is connected (%.1fs)" % took
+    rss_after = rss_kb(srv.pid)
+    print("RSS %d -> %d kB" % (rss_before, rss_after))
+    assert rss_after - rss_before < 100 * 1024, "RSS grew by %d MB" % ((rss_after - rss_before) // 1024)
+    srv.assert_alive()
+    slow.close()
+    status, _, body = http_get(srv.port, "/healthz", tls_ctx=srv.client_ssl)
+    assert status == 200 and body.strip() == b"ok"
+    return sent, dropped

@@ -147,7 +147,8 @@ async def test_auth_tokens_lists_metadata_never_values(core):
             assert k in t, (k, t)
         assert t["prefix"] == value[:8]
         assert isinstance(t["scopes"], list)
-        h.parse_ts(t["createdAt"])
+        created = h.parse_ts(t["createdAt"])
+        assert abs((dt.datetime.now(dt.timezone.utc) - created).total_seconds()) < 120, t["createdAt"]
         assert t["expiresAt"] is None
         assert t["lastUsedAt"] is None or h.parse_ts(t["lastUsedAt"])
         assert t["totpEnabled"] is False
@@ -267,11 +268,12 @@ async def test_token_with_no_scopes_list_empty(core):
     admin = await connect_auth(core)
     g = await gen(admin, "noscopes", scopes=[])
     c = await connect(core)
-    m = await c.auth(g["token"])
-    if m["success"]:
-        assert m["payload"]["scopes"] == []
-        expect_error(await c.request("auth.tokens"), "FORBIDDEN")
-        expect_ok(await c.request("health"))
+    p = expect_ok(await c.auth(g["token"]))
+    assert p["scopes"] == []
+    expect_error(await c.request("auth.tokens"), "FORBIDDEN")
+    expect_error(await c.request("auth.rotateToken", {"name": "env-token"}), "FORBIDDEN")
+    expect_ok(await c.request("health"))
+    expect_ok(await c.request("info"))
     await c.close()
     await admin.close()
 
@@ -286,6 +288,22 @@ async def test_expires_at(core):
     assert abs((h.parse_ts(t["expiresAt"]) - h.parse_ts(when)).total_seconds()) < 1.5
     c = await connect(core)
     expect_ok(await c.auth(g["token"]))
+    await c.close()
+    await admin.close()
+
+
+@async_test
+async def test_rotate_keeps_expiry(core):
+    admin = await connect_auth(core)
+    when = h.iso_in(86400)
+    await gen(admin, "rot-exp", expiresAt=when)
+    before = (await tokens(admin))["rot-exp"]
+    p = expect_ok(await admin.request("auth.rotateToken", {"name": "rot-exp"}))
+    after = (await tokens(admin))["rot-exp"]
+    assert after["expiresAt"] == before["expiresAt"]
+    assert after["scopes"] == before["scopes"]
+    c = await connect(core)
+    expect_ok(await c.auth(p["token"]))
     await c.close()
     await admin.close()
 
@@ -329,6 +347,7 @@ async def test_rotate_closes_other_connections(core):
     assert np_["tokenName"] == "rot" and sorted(np_["scopes"]) == ["chat:agent", "read:files"]
     t = (await tokens(admin))["rot"]
     assert t["prefix"] == p["token"][:8]
+    assert sorted(t["scopes"]) == ["chat:agent", "read:files"]
     await new.close()
     await admin.close()
 
@@ -485,3 +504,49 @@ async def test_subscriptions_are_per_connection(core):
     assert p["subscribed"] == []
     await a.close()
     await b.close()
+
+
+# --------------------------------------------------------------------------- acting on oneself
+
+@async_test
+async def test_close_own_session(core):
+    me = await connect_auth(core)
+    await me.send_env(h.envelope("connections.close", {"sessionId": me.session["sessionId"]}, rid="self-close"))
+    code, _ = await me.expect_close()
+    assert code in (1000, 4001), code
+    core.assert_alive()
+    c = await connect_auth(core)
+    expect_ok(await c.request("health"))
+    await c.close()
+
+
+@async_test
+async def test_revoke_own_token(core):
+    admin = await connect_auth(core)
+    g = expect_ok(await admin.request("auth.generateToken", {"name": "self-rev"}))
+    me = await connect_auth(core, g["token"])
+    other = await connect_auth(core, g["token"])
+    p = expect_ok(await me.request("auth.revokeToken", {"name": "self-rev"}))
+    assert p["revoked"] is True
+    assert (await other.expect_close())[0] == 4001
+    x = await connect(core)
+    expect_error(await x.auth(g["token"]), "INVALID_TOKEN")
+    core.assert_alive()
+    await admin.close()
+
+
+@async_test
+async def test_second_auth_on_authenticated_connection(core):
+    admin = await connect_auth(core)
+    g = expect_ok(await admin.request("auth.generateToken", {"name": "weak2", "scopes": ["read:files"]}))
+    c = await connect_auth(core, g["token"])
+    # a later auth must never raise privileges with a bad token
+    m = await c.request("auth", {"token": h.rand_token()})
+    if m["success"]:
+        assert m["payload"]["tokenName"] == "weak2"
+    if not m["success"]:
+        assert (await c.expect_close())[0] == 1008
+    else:
+        expect_error(await c.request("auth.tokens"), "FORBIDDEN")
+    core.assert_alive()
+    await admin.close()

@@ -185,3 +185,30 @@ async def test_auth_is_logged_without_secrets(core):
     await asyncio.sleep(0.1)
     err = core.stderr()
     assert core.admin_token not in err, "token value written to the log"
+
+
+@pytest.mark.parametrize("payload", [{"token": 12345}, {"token": ["x"]}, {"token": {"v": 1}}, {"token": True},
+                                     {"token": ""}],
+                         ids=["number", "array", "object", "bool", "empty-string"])
+@async_test
+async def test_token_of_wrong_type(core, payload):
+    c = await connect(core)
+    m = await c.request("auth", payload)
+    assert m["success"] is False
+    assert h.err_code(m) in ("INVALID_TOKEN", "TOKEN_REQUIRED", "INVALID_MESSAGE"), m
+    code, _ = await c.expect_close()
+    assert code == 1008
+
+
+@pytest.mark.parametrize("payload", ["a string", 5, None, [1, 2]], ids=["string", "number", "null", "array"])
+@async_test
+async def test_auth_payload_not_an_object(core, payload):
+    c = await connect(core)
+    env = h.envelope("auth")
+    env["payload"] = payload
+    await c.send_env(env)
+    m = await c.wait_response(env["id"])
+    assert m["success"] is False
+    assert h.err_code(m) in ("TOKEN_REQUIRED", "INVALID_MESSAGE"), m
+    if h.err_code(m) == "TOKEN_REQUIRED":
+        assert (await c.expect_close())[0] == 1008

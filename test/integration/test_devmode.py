@@ -6,7 +6,7 @@ import time
 import pytest
 
 import helpers as h
-from helpers import async_test, connect, connect_auth, expect_error, expect_ok
+from helpers import async_test, connect, expect_error, expect_ok
 
 FORWARDING = [
     ("X-Forwarded-For", "198.51.100.9"),

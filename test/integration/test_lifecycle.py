@@ -275,3 +275,66 @@ def test_keepalive_silent_peer_dropped(core_factory):
     assert pings >= 1, "server sent no ping"
     assert closed, "peer that never answers pings was not dropped"
     assert elapsed >= 0.5, "dropped after %.2fs, before the pong deadline" % elapsed
+
+
+# --------------------------------------------------------------------------- secrets at rest
+
+@async_test
+async def test_database_holds_no_token_values(core_factory):
+    srv = core_factory(env_token=None, expect_token=True)
+    admin = await connect_auth(srv)
+    g = expect_ok(await admin.request("auth.generateToken", {"name": "at-rest"}))
+    r = expect_ok(await admin.request("auth.rotateToken", {"name": "at-rest"}))
+    await admin.close()
+    assert srv.stop() == 0
+    blob = b""
+    for f in os.listdir(srv.home):
+        path = os.path.join(srv.home, f)
+        if os.path.isfile(path):
+            with open(path, "rb") as fh:
+                blob += fh.read()
+    for tok in (srv.printed_token, g["token"], r["token"]):
+        assert tok.encode() not in blob, "a token value is stored in plain text under CONDRIX_HOME"
+        assert bytes.fromhex(tok) not in blob, "a raw token is stored under CONDRIX_HOME"
+    srv.start()
+
+
+@async_test
+async def test_graceful_shutdown_many_clients(core_factory):
+    srv = core_factory(env={"CONDRIX_RATE_MSG_MAX": "0"})
+    clients = await asyncio.gather(*[connect_auth(srv) for _ in range(60)])
+    # some with requests in flight
+    for c in clients[:20]:
+        await c.send_env(h.envelope("auth.tokens"))
+    t0 = time.monotonic()
+    srv.send_signal(signal.SIGTERM)
+    codes = await asyncio.gather(*[c.expect_close(h.t(5)) for c in clients])
+    assert all(code == 1001 for code, _ in codes), sorted(set(c for c, _ in codes))
+    rc = await asyncio.get_running_loop().run_in_executor(None, srv.proc.wait, h.t(10))
+    assert rc == 0
+    assert time.monotonic() - t0 < h.t(5)
+
+
+def test_production_start_after_dev_start_prints_token(core_factory):
+    # a home first used in dev mode must still give the operator a way in
+    srv = core_factory(dev=True, env_token=None)
+    assert srv.stop() == 0
+    assert not h.TOKEN_LINE_RE.search(srv.stdout())
+    srv.dev = False
+    srv.start(expect_token=True)
+    assert "default-admin" in srv.stdout()
+
+
+@async_test
+async def test_log_level(core_factory):
+    counts = {}
+    for level in ("debug", "error"):
+        srv = core_factory(env={"CONDRIX_LOG_LEVEL": level})
+        c = await connect_auth(srv)
+        expect_ok(await c.request("auth.generateToken", {"name": "lv"}))
+        await c.close()
+        bad = await connect(srv)
+        await bad.auth(h.rand_token())
+        await asyncio.sleep(0.1)
+        counts[level] = len([ln for ln in srv.stderr().splitlines() if ln.strip()])
+    assert counts["debug"] > counts["error"], counts

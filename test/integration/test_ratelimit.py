@@ -257,3 +257,29 @@ async def test_rate_limited_requests_are_not_executed(core_factory):
     assert len(made) <= 3, "rate-limited generateToken requests were executed: %s" % sorted(made)
     await a.close()
     await b.close()
+
+
+# --------------------------------------------------------------------------- delayed answers vs. teardown
+
+@async_test
+async def test_disconnect_while_failure_answer_is_delayed(core_factory):
+    srv = core_factory(env=auth_env(20, 60, 30))
+    await fail_auth(srv, 2)  # the next failures are answered after a delay
+    for _ in range(5):
+        c = await connect(srv)
+        await c.send_env(h.envelope("auth", {"token": h.rand_token()}))
+        c.ws.transport.abort()  # gone before the delayed answer
+    await asyncio.sleep(1.5)
+    srv.assert_alive()
+    await close_ok(await try_auth(srv))
+
+
+@async_test
+async def test_shutdown_while_failure_answer_is_delayed(core_factory):
+    srv = core_factory(env=auth_env(20, 60, 30))
+    await fail_auth(srv, 3)
+    c = await connect(srv)
+    await c.send_env(h.envelope("auth", {"token": h.rand_token()}))
+    await asyncio.sleep(0.05)
+    rc = await asyncio.get_running_loop().run_in_executor(None, srv.stop)
+    assert rc == 0

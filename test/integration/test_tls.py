@@ -1,12 +1,9 @@
 """wss:// with CONDRIX_CORE_TLS_CERT / CONDRIX_CORE_TLS_KEY (PROTOCOL section 1)."""
 import asyncio
-import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
-import time
 
 import pytest
 import websockets
@@ -161,3 +158,10 @@ def test_cert_without_key_refuses_to_start(core_factory, cert):
         pytest.fail("server with a certificate but no key kept running")
     assert rc != 0
     srv.expected_dead = True
+
+
+def test_slow_reader_over_tls(core_factory, cert):
+    srv = core_factory(tls=cert, env=dict(h.small_quarantine_env(), CONDRIX_LIMIT_OUTQ_BYTES="65536",
+                                       CONDRIX_RATE_MSG_MAX="0"))
+    sent, dropped = h.check_slow_reader(srv)
+    print("slow reader: sent %d bytes, dropped=%s" % (sent, dropped))

@@ -1,5 +1,6 @@
 """TOTP second factor on Core tokens (PROTOCOL sections 3 and 4), checked against
 oathtool as the independent RFC 6238 implementation."""
+import time
 import urllib.parse
 
 import pytest
@@ -241,3 +242,22 @@ async def test_secret_not_logged(core):
     err = core.stderr()
     assert secret not in err, "TOTP secret in the log"
     assert tok not in err, "token in the log"
+
+
+@async_test
+async def test_only_one_step_of_drift(core):
+    admin = await connect_auth(core)
+    tok, secret, codes = await enabled_token(core, admin)
+    step = int(time.time() // 30)
+    valid = set(h.totp_steps_nowait(secret)[1:4])
+    for d in (-2, 2, 3):
+        far = h.totp_code(secret, (step + d) * 30 + 1)
+        if far in valid:
+            continue  # a collision with a valid code: not a useful probe
+        c = await connect(core)
+        expect_error(await c.auth(tok, totp=far), "INVALID_TOTP")
+        assert (await c.expect_close())[0] == 1008
+    c = await connect(core)
+    expect_ok(await c.auth(tok, totp=codes[1]))
+    await c.close()
+    await admin.close()

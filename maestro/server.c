@@ -1,0 +1,525 @@
+/* Maestro's WebSocket service: who may connect (rate limits, trusted proxies, the
+ * loopback exception when client auth is disabled), telling Cores from clients by their
+ * first message, dispatch with the session re-checked on every request, and start/stop.
+ * Sign-in and admin actions live in clients.c, Core links in cores.c, relaying in relay.c. */
+#include "maestro.h"
+
+#include "condrix/clock.h"
+#include "condrix/error.h"
+#include "condrix/limits.h"
+#include "condrix/log.h"
+#include "condrix/password.h"
+#include "condrix/token.h"
+#include "condrix/version.h"
+#include "condrix/ws.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- sending ---- */
+
+void mx_send_json(cx_conn *c, json_t *m)
+{
+    if (!m)
+        return;
+    size_t len;
+    char *text = cx_msg_encode(m, &len);
+    json_decref(m);
+    if (!text)
+        return;
+    (void)cx_conn_send_text(c, text, len);
+    free(text);
+}
+
+void mx_reply_ok(cx_conn *c, const cx_msg *req, json_t *payload)
+{
+    mx_send_json(c, cx_msg_ok(req->ns, req->action, req->id, payload));
+}
+
+void mx_reply_err(cx_conn *c, const cx_msg *req, const char *code, const char *message)
+{
+    mx_send_json(c, cx_msg_fail(req->ns, req->action, req->id, code, message, NULL, NULL));
+}
+
+void mx_reply_limited(cx_conn *c, const cx_msg *req, int retry_after, json_t *payload)
+{
+    if (retry_after < 1)
+        retry_after = 1;
+    char msg[96];
+    snprintf(msg, sizeof msg, "too many attempts; try again in %d seconds", retry_after);
+    mx_send_json(c, cx_msg_fail(req->ns, req->action, req->id, "RATE_LIMITED", msg,
+                                json_pack("{s:i}", "retryAfter", retry_after), payload));
+}
+
+/* ---- helpers ---- */
+
+/* A string field of the payload, or NULL when absent, not a string, or holding a NUL
+ * (which C would silently cut short). */
+const char *mx_payload_str(const cx_msg *m, const char *key)
+{
+    json_t *v = json_is_object(m->payload) ? json_object_get(m->payload, key) : NULL;
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+        return NULL;
+    return json_string_value(v);
+}
+
+void mx_iso(int64_t ms, char out[32])
+{
+    char ts[25];
+    cx_msg_timestamp(ms, ts);
+    memcpy(out, ts, sizeof ts);
+}
+
+const char *mx_role_name(int role)
+{
+    return role == MX_ROLE_ADMIN ? "admin" : "user";
+}
+
+static bool has_forwarding_header(const cx_http_req *req)
+{
+    static const char *const names[] = {"X-Forwarded-For", "Forwarded", "CF-Connecting-IP",
+                                        "CF-Ray", "X-Real-IP"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (cx_http_req_header(req, names[i]))
+            return true;
+    return false;
+}
+
+struct close_user_arg {
+    const char *user_id;
+    const char *session_id;
+    const char *keep_session;
+    cx_conn *except;
+    uint16_t code;
+    const char *reason;
+};
+
+static void close_user_conn(cx_conn *c, void *arg)
+{
+    struct close_user_arg *a = arg;
+    mx_peer *p = cx_conn_data(c);
+    if (c == a->except || !p || !p->client || strcmp(p->client->user_id, a->user_id) != 0)
+        return;
+    if (a->session_id && strcmp(p->client->session_id, a->session_id) != 0)
+        return;
+    if (a->keep_session && strcmp(p->client->session_id, a->keep_session) == 0)
+        return;
+    cx_conn_close(c, a->code, a->reason);
+}
+
+void mx_close_user_conns(mx_server *m, const char *user_id, const char *session_id,
+                         const char *keep_session, cx_conn *except, uint16_t code,
+                         const char *reason)
+{
+    struct close_user_arg a = {user_id, session_id, keep_session, except, code, reason};
+    cx_server_foreach(m->srv, close_user_conn, &a);
+}
+
+bool mx_peer_may_see(mx_server *m, const mx_peer *p, const char *core_id)
+{
+    if (p->client)
+        return p->client->role == MX_ROLE_ADMIN || mx_granted(m->store, p->client->user_id, core_id);
+    return p->local;
+}
+
+/* ---- dispatch ---- */
+
+static bool is_action(const cx_msg *req, const char *ns, const char *action)
+{
+    return strcmp(req->ns, ns) == 0 && strcmp(req->action, action) == 0;
+}
+
+static bool budget_ok(mx_server *m, cx_conn *c, const cx_msg *req)
+{
+    mx_peer *p = cx_conn_data(c);
+    if (cx_ratelimit_message(m->rl, &p->budget, cx_clock_now_ms()) == CX_OK)
+        return true;
+    mx_reply_limited(c, req, 1, NULL);
+    return false;
+}
+
+static void auth_required(cx_conn *c, const cx_msg *req, const char *message)
+{
+    mx_peer *p = cx_conn_data(c);
+    p->strikes++;
+    mx_reply_err(c, req, "AUTH_REQUIRED", message);
+    if (p->strikes >= CX_AUTH_REQUIRED_STRIKES)
+        cx_conn_close(c, CX_WS_CLOSE_POLICY, "authentication required");
+}
+
+static void unknown_action(cx_conn *c, const cx_msg *req)
+{
+    char msg[320];
+    if (strcmp(req->ns, "maestro") != 0)
+        snprintf(msg, sizeof msg,
+                 "unknown action %.128s/%.128s (set targetCoreId to reach a Core)", req->ns,
+                 req->action);
+    else
+        snprintf(msg, sizeof msg, "unknown action %.128s/%.128s", req->ns, req->action);
+    mx_reply_err(c, req, "UNKNOWN_ACTION", msg);
+}
+
+static void dispatch(mx_server *m, cx_conn *c, const cx_msg *req)
+{
+    mx_peer *p = cx_conn_data(c);
+    bool maestro = strcmp(req->ns, "maestro") == 0;
+    bool signin = maestro && (strcmp(req->action, "login") == 0 || strcmp(req->action, "auth") == 0);
+    if (p->kind == MX_PEER_NEW) {
+        if (is_action(req, "core", "auth") && json_is_string(json_object_get(req->payload, "coreId"))) {
+            mx_core_auth(m, c, req);
+            return;
+        }
+        if (signin) {
+            mx_client_request(m, c, req);
+            return;
+        }
+        if (p->local && maestro && strcmp(req->action, "cores.list") == 0) {
+            if (budget_ok(m, c, req))
+                mx_act_cores_list(m, c, req);
+            return;
+        }
+        if (p->local && !maestro && req->target_core_id) {
+            if (budget_ok(m, c, req))
+                mx_relay_request(m, c, req, true);
+            return;
+        }
+        auth_required(c, req, is_action(req, "core", "auth")
+                                  ? "Cores send coreId with core/auth; clients sign in with "
+                                    "maestro/login"
+                                  : "sign in first with maestro/login or maestro/auth");
+        return;
+    }
+    /* A signed-in client. */
+    if (signin) {
+        mx_client_request(m, c, req);
+        return;
+    }
+    if (!mx_client_session_ok(m, c, req))
+        return;
+    if (!budget_ok(m, c, req))
+        return;
+    if (maestro) {
+        mx_client_request(m, c, req);
+        return;
+    }
+    if (req->target_core_id) {
+        mx_relay_request(m, c, req, p->client->role == MX_ROLE_ADMIN);
+        return;
+    }
+    unknown_action(c, req);
+}
+
+/* ---- connection callbacks ---- */
+
+static int on_upgrade(cx_server *srv, cx_conn *c, const cx_http_req *req)
+{
+    mx_server *m = cx_server_data(srv);
+    if (m->stopping)
+        return 503;
+    mx_peer *p = calloc(1, sizeof *p);
+    if (!p)
+        return 503;
+    cx_client_addr(m->trusted, cx_conn_peer(c), cx_http_req_header(req, "CF-Connecting-IP"),
+                   cx_http_req_header(req, "X-Forwarded-For"), p->ip);
+    if (!p->ip[0])
+        snprintf(p->ip, sizeof p->ip, "%s", cx_conn_peer(c));
+    const char *ua = cx_http_req_header(req, "User-Agent");
+    if (ua && *ua)
+        p->user_agent = strndup(ua, MX_UA_MAX_CHARS); /* NULL on ENOMEM: simply unknown */
+    int64_t now = cx_clock_now_ms();
+    int retry = 0;
+    /* A blocked address is let in so that its first request hears RATE_LIMITED with
+     * retryAfter; every sign-in path checks the block itself. */
+    if (cx_ratelimit_auth_allowed(m->rl, p->ip, now, &retry) == CX_OK &&
+        cx_ratelimit_connection(m->rl, p->ip, now, &retry) != CX_OK) {
+        p->limited = 1;
+        p->retry_after = retry;
+    }
+    if (!m->client_auth && cx_addr_is_loopback(cx_conn_peer(c)) && !has_forwarding_header(req))
+        p->local = 1;
+    cx_conn_set_data(c, p);
+    return 0;
+}
+
+static void on_open(cx_server *srv, cx_conn *c)
+{
+    (void)srv;
+    mx_peer *p = cx_conn_data(c);
+    if (p->limited) {
+        char reason[64];
+        snprintf(reason, sizeof reason, "rate limited; retry in %d s", p->retry_after);
+        cx_log_info("connection from %s refused: too many connections", p->ip);
+        cx_conn_close(c, CX_WS_CLOSE_POLICY, reason);
+    }
+}
+
+static void on_message(cx_server *srv, cx_conn *c, const char *text, size_t len)
+{
+    mx_server *m = cx_server_data(srv);
+    mx_peer *p = cx_conn_data(c);
+    if (!p || p->limited)
+        return;
+    cx_msg msg;
+    cx_msg_error err;
+    if (cx_msg_decode(text, len, &msg, &err) != CX_OK) {
+        p->invalid++;
+        mx_send_json(c, cx_msg_fail("maestro", "error", err.id[0] ? err.id : NULL,
+                                    "INVALID_MESSAGE", err.message, NULL, NULL));
+        if (p->invalid >= CX_MSG_MAX_INVALID_IN_ROW)
+            cx_conn_close(c, CX_WS_CLOSE_POLICY, "too many invalid messages");
+        return;
+    }
+    p->invalid = 0;
+    if (p->kind == MX_PEER_CORE)
+        mx_core_message(m, c, &msg);
+    else if (msg.type == CX_MSG_REQUEST)
+        dispatch(m, c, &msg);
+    /* Responses and events from clients need no answer: Maestro asks clients nothing. */
+    cx_msg_free(&msg);
+}
+
+static void on_close(cx_server *srv, cx_conn *c, uint16_t code)
+{
+    mx_server *m = cx_server_data(srv);
+    mx_peer *p = cx_conn_data(c);
+    if (!p)
+        return;
+    mx_jobs_detach(m, p);
+    if (p->link)
+        mx_core_closed(m, c, p);
+    if (p->nrelay)
+        mx_relay_client_gone(m, c);
+    if (p->client) {
+        mx_push_client_gone(m, c);
+        cx_log_debug("client %s (%s) closed (%u)", p->client->username, p->ip, code);
+        sodium_memzero(p->client, sizeof *p->client);
+        free(p->client);
+    }
+    free(p->user_agent);
+    free(p);
+    cx_conn_set_data(c, NULL);
+}
+
+static void on_http(cx_server *srv, cx_conn *c, const cx_http_req *req)
+{
+    (void)srv;
+    const char *path = cx_http_req_path(req);
+    const char *method = cx_http_req_method(req);
+    if (strcmp(path, "/healthz") == 0 || strncmp(path, "/healthz?", 9) == 0) {
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+            cx_conn_http_reply(c, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n",
+                               "method not allowed\n", 19);
+            return;
+        }
+        cx_conn_http_reply(c, 200, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n",
+                           "ok", strcmp(method, "HEAD") == 0 ? 0 : 2);
+        return;
+    }
+    static const char msg[] = "not found: this is a Condrix Maestro; connect with a WebSocket\n";
+    cx_conn_http_reply(c, 404, "text/plain; charset=utf-8", NULL, msg, sizeof msg - 1);
+}
+
+static const cx_server_callbacks callbacks = {
+    .on_http = on_http,
+    .on_upgrade = on_upgrade,
+    .on_open = on_open,
+    .on_message = on_message,
+    .on_close = on_close,
+};
+
+static void on_tick(uv_timer_t *t)
+{
+    mx_server *m = t->data;
+    uint64_t now = uv_now(m->loop);
+    mx_relay_sweep(m, now);
+    mx_push_sweep(m, now);
+    if (++m->ticks % 60 == 0) {
+        int64_t wall = cx_clock_now_ms();
+        cx_ratelimit_sweep(m->rl, wall);
+        cx_ratelimit_sweep(m->rl_user, wall);
+        (void)mx_session_sweep(m->store, wall, NULL);
+        (void)mx_pairing_sweep(m->store, wall);
+    }
+}
+
+/* ---- start and stop ---- */
+
+/* First start: the user default-admin with a generated password, shown once. */
+static int first_start_admin(mx_server *m)
+{
+    if (mx_user_count(m->store) != 0)
+        return CX_OK;
+    char password[MX_PASSWORD_GEN_CHARS + 1];
+    char hash[CX_PASSWORD_HASH_MAX];
+    cx_password_generate(password, MX_PASSWORD_GEN_CHARS);
+    int rc = cx_password_hash(password, hash);
+    if (rc != CX_OK) {
+        sodium_memzero(password, sizeof password);
+        return rc;
+    }
+    int64_t now = cx_clock_now_ms();
+    mx_user u;
+    rc = mx_user_create(m->store, "default-admin", hash, MX_ROLE_ADMIN, now, &u);
+    sodium_memzero(hash, sizeof hash);
+    if (rc == CX_OK) {
+        printf("condrix-maestro: first start: created the user \"default-admin\" (role admin).\n"
+               "condrix-maestro: its password is shown only this once; sign in and change it:\n"
+               "%s\n",
+               password);
+        fflush(stdout);
+        (void)mx_audit(m->store, now, NULL, "user.create", "default-admin", NULL, "first start");
+        cx_log_info("first start: made user default-admin (password printed on stdout)");
+    }
+    sodium_memzero(password, sizeof password);
+    return rc == CX_E_EXISTS ? CX_OK : rc;
+}
+
+static int load_core_secret(mx_server *m)
+{
+    const char *v = getenv("CONDRIX_MAESTRO_CORE_SECRET");
+    if (!v || !*v)
+        return CX_OK;
+    crypto_hash_sha256(m->secret_hash, (const unsigned char *)v, strlen(v));
+    m->have_secret = true;
+    /* The value must not linger in the environment of children or /proc. */
+    sodium_memzero((char *)v, strlen(v));
+    unsetenv("CONDRIX_MAESTRO_CORE_SECRET");
+    cx_log_info("CONDRIX_MAESTRO_CORE_SECRET is set: Cores may also connect with the shared "
+                "secret (legacy; prefer pairing codes)");
+    return CX_OK;
+}
+
+static int load_client_auth(mx_server *m)
+{
+    const char *v = cx_env_str("CONDRIX_MAESTRO_CLIENT_AUTH", "enabled");
+    bool on;
+    if (strcasecmp(v, "disabled") == 0) {
+        on = false;
+    } else if (strcasecmp(v, "enabled") == 0 || strcasecmp(v, "required") == 0) {
+        on = true;
+    } else if (cx_parse_bool(v, &on) != CX_OK) {
+        cx_log_error("CONDRIX_MAESTRO_CLIENT_AUTH must be \"enabled\" or \"disabled\"");
+        return CX_E_INVAL;
+    }
+    m->client_auth = on;
+    if (!on)
+        cx_log_warn("CONDRIX_MAESTRO_CLIENT_AUTH=disabled: local clients (loopback, no "
+                    "forwarding header) may list Cores and relay to them WITHOUT signing in");
+    return CX_OK;
+}
+
+int mx_server_start(mx_server *m, uv_loop_t *loop, const mx_options *opt)
+{
+    int rc;
+    char *err = NULL;
+    memset(m, 0, sizeof *m);
+    m->loop = loop;
+    if (sodium_init() < 0)
+        return CX_E_CRYPTO;
+    if (cx_mkdir_private(opt->home) != CX_OK) {
+        cx_log_error("cannot create the data directory %s: check its parent's permissions",
+                     opt->home);
+        return CX_E_IO;
+    }
+    if ((rc = mx_store_open(opt->home, &m->store, &err)) != CX_OK) {
+        cx_log_error("cannot open %s/maestro.db: %s", opt->home, err ? err : cx_strerror(rc));
+        free(err);
+        return rc;
+    }
+    snprintf(m->maestro_id, sizeof m->maestro_id, "%s", mx_store_maestro_id(m->store));
+    if ((rc = load_client_auth(m)) != CX_OK || (rc = load_core_secret(m)) != CX_OK)
+        return rc;
+    if ((rc = first_start_admin(m)) != CX_OK) {
+        cx_log_error("cannot create the first-start user: %s", cx_strerror(rc));
+        return rc;
+    }
+    /* Unknown users are verified against this, so they cost the same time. */
+    char dummy[MX_PASSWORD_GEN_CHARS + 1];
+    cx_password_generate(dummy, MX_PASSWORD_GEN_CHARS);
+    rc = cx_password_hash(dummy, m->dummy_hash);
+    sodium_memzero(dummy, sizeof dummy);
+    if (rc != CX_OK) {
+        cx_log_error("cannot hash a password: %s", cx_strerror(rc));
+        return rc;
+    }
+
+    cx_ratelimit_config rcfg;
+    const char *bad = NULL;
+    if (cx_ratelimit_config_from_env(&rcfg, &bad) != CX_OK) {
+        cx_log_error("%s must be a whole number >= 0", bad ? bad : "a CONDRIX_RATE_* variable");
+        return CX_E_INVAL;
+    }
+    if (!(m->rl = cx_ratelimit_new(&rcfg)) || !(m->rl_user = cx_ratelimit_new(&rcfg)))
+        return CX_E_NOMEM;
+    if (cx_cidr_list_parse(getenv("CONDRIX_TRUSTED_PROXIES"), &m->trusted) != CX_OK) {
+        cx_log_error("CONDRIX_TRUSTED_PROXIES must list addresses or CIDR ranges, "
+                     "e.g. \"127.0.0.1, ::1, 10.0.0.0/8\"");
+        return CX_E_INVAL;
+    }
+    cx_server_limits lim;
+    if (cx_server_limits_from_env(&lim, &bad) != CX_OK) {
+        cx_log_error("%s is out of range", bad);
+        return CX_E_INVAL;
+    }
+    if ((rc = cx_server_new(loop, &callbacks, m, &lim, &m->srv)) != CX_OK)
+        return rc;
+    if (opt->tls_cert || opt->tls_key) {
+        if (!opt->tls_cert || !opt->tls_key) {
+            cx_log_error("TLS needs both CONDRIX_MAESTRO_TLS_CERT and CONDRIX_MAESTRO_TLS_KEY");
+            return CX_E_INVAL;
+        }
+        if ((rc = cx_server_set_tls(m->srv, opt->tls_cert, opt->tls_key, &err)) != CX_OK) {
+            cx_log_error("%s", err ? err : "cannot set up TLS");
+            free(err);
+            return rc;
+        }
+    }
+    if ((rc = cx_server_listen(m->srv, opt->host, opt->port, &err)) != CX_OK) {
+        cx_log_error("cannot listen on %s:%d: %s", opt->host, opt->port,
+                     err ? err : cx_strerror(rc));
+        free(err);
+        return rc;
+    }
+    uv_timer_init(loop, &m->tick);
+    m->tick.data = m;
+    m->tick_started = true;
+    uv_timer_start(&m->tick, on_tick, MX_TICK_MS, MX_TICK_MS);
+    cx_log_info("Maestro %s listening on %s://%s:%d", m->maestro_id,
+                cx_server_is_tls(m->srv) ? "wss" : "ws", opt->host, cx_server_port(m->srv));
+    return CX_OK;
+}
+
+static void on_server_down(cx_server *srv)
+{
+    mx_server *m = cx_server_data(srv);
+    if (m->tick_started) {
+        uv_timer_stop(&m->tick);
+        uv_close((uv_handle_t *)&m->tick, NULL);
+        m->tick_started = false;
+    }
+    mx_store_close(m->store);
+    m->store = NULL;
+    cx_log_info("all connections closed; database checkpointed");
+}
+
+void mx_server_stop(mx_server *m)
+{
+    if (m->stopping)
+        return;
+    m->stopping = true;
+    cx_log_info("shutting down: closing %zu connection(s)", cx_server_conn_count(m->srv));
+    cx_server_shutdown(m->srv, CX_WS_CLOSE_GOING_AWAY, "server shutting down", on_server_down);
+}
+
+void mx_server_free(mx_server *m)
+{
+    cx_server_free(m->srv);
+    if (m->store)
+        mx_store_close(m->store);
+    cx_ratelimit_free(m->rl);
+    cx_ratelimit_free(m->rl_user);
+    cx_cidr_list_free(m->trusted);
+    sodium_memzero(m->secret_hash, sizeof m->secret_hash);
+}

@@ -10,7 +10,8 @@ Q := $(if $(V),,@)
 
 DEB_PKGS := build-essential pkg-config clang libuv1-dev libwslay-dev libmbedtls-dev \
   libsqlite3-dev libjansson-dev libsodium-dev node-llhttp libqrencode-dev \
-  libcmocka-dev oathtool python3-websockets python3-pytest sqlite3 openssl curl nodejs npm
+  libcmocka-dev oathtool python3-websockets python3-pytest sqlite3 openssl curl nodejs npm \
+  nginx systemd chromium
 
 PKG_LIBS := libuv sqlite3 jansson libsodium libqrencode
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_LIBS) 2>/dev/null)

@@ -13,6 +13,7 @@
 #include "condrix/wsclient.h"
 #include "condrix/ws.h"
 
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,7 @@ struct cx_core_link {
     bool sent_env;            /* the credential on this connection came from the environment */
     bool prefer_env;          /* next attempt: use the environment's credential first */
     bool credential_failed;   /* the last refusal was about our credential */
+    const char *crash_at;     /* CONDRIX_TEST_CRASH_AT, tests only */
 };
 
 static void schedule(cx_core_link *l, uint64_t ms);
@@ -114,6 +116,17 @@ static void on_open(cx_wsc *c, void *ud)
     send_env(l, req);
 }
 
+/* Tests prove that a Core killed mid-pairing is never locked out; they need to kill it
+ * at exactly these points. CONDRIX_TEST_CRASH_AT=before-store|before-ack: SIGKILL
+ * ourselves there. Read once at start; unset in production. */
+static void crash_point(const cx_core_link *l, const char *where)
+{
+    if (l->crash_at && strcmp(l->crash_at, where) == 0) {
+        cx_log_warn("maestro: CONDRIX_TEST_CRASH_AT=%s: killing this process now", where);
+        raise(SIGKILL);
+    }
+}
+
 static bool is_credential_error(const char *code)
 {
     return code && (strcmp(code, "INVALID_CREDENTIALS") == 0 ||
@@ -161,6 +174,7 @@ static void on_auth_answer(cx_core_link *l, const cx_msg *m)
         }
         /* Durable first, then the ack: a crash between the two leaves a token Maestro
          * still accepts, never a Core locked out. */
+        crash_point(l, "before-store");
         if (cx_tokens_setting_set(l->core->tokens, "maestro.token", tok) != CX_OK) {
             cx_log_error("maestro: cannot store the permanent token; not acknowledging it");
             return;
@@ -170,6 +184,7 @@ static void on_auth_answer(cx_core_link *l, const cx_msg *m)
         (void)cx_tokens_audit(l->core->tokens, cx_clock_now_ms(), "maestro.paired", NULL,
                               l->url, "ok");
         cx_log_info("maestro: paired; permanent token %s... stored", prefix);
+        crash_point(l, "before-ack");
         send_env(l, cx_msg_make(CX_MSG_REQUEST, "maestro", "token.ack",
                                 json_pack("{s:s}", "prefix", prefix)));
     }
@@ -346,6 +361,7 @@ int cx_core_link_start(cx_core *core)
         return CX_E_INVAL;
     }
     l->credential_wait_ms = (uint32_t)wait_ms;
+    l->crash_at = getenv("CONDRIX_TEST_CRASH_AT");
     if (!l->url || (ca && *ca && !l->ca) || (tok && *tok && !l->env_token)) {
         free(l->url);
         free(l->ca);

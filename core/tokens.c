@@ -319,53 +319,7 @@ json_t *cx_tokens_info_to_json(const cx_token_info *info)
     return o;
 }
 
-/* ---- statement plumbing ---- */
-
-static int sql_err(int rc)
-{
-    switch (rc) {
-    case SQLITE_CONSTRAINT: return CX_E_EXISTS;
-    case SQLITE_NOMEM: return CX_E_NOMEM;
-    default: return CX_E_DB;
-    }
-}
-
-/* Reset and unbind: frees the read snapshot and drops pointers to caller buffers that
- * were bound SQLITE_STATIC (some of them secrets about to be wiped). */
-static void finish(sqlite3_stmt *st)
-{
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-}
-
-static int bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-    int rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-    return rc == SQLITE_OK ? CX_OK : sql_err(rc);
-}
-
-static int bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
-{
-    int rc = sqlite3_bind_blob(st, i, p, (int)n, SQLITE_STATIC);
-    return rc == SQLITE_OK ? CX_OK : sql_err(rc);
-}
-
-static int bind_i64(sqlite3_stmt *st, int i, int64_t v)
-{
-    int rc = sqlite3_bind_int64(st, i, v);
-    return rc == SQLITE_OK ? CX_OK : sql_err(rc);
-}
-
-/* Run a statement that returns no rows; *changes (may be NULL) gets the rows changed. */
-static int run(cx_tokens *t, sqlite3_stmt *st, int *changes)
-{
-    int rc = sqlite3_step(st);
-    int out = rc == SQLITE_DONE ? CX_OK : sql_err(rc);
-    if (out == CX_OK && changes != NULL)
-        *changes = sqlite3_changes(t->tk_db);
-    finish(st);
-    return out;
-}
+/* ---- statement plumbing (the shared part is in condrix/db.h) ---- */
 
 static void read_info(sqlite3_stmt *st, cx_token_info *info)
 {
@@ -408,7 +362,7 @@ int cx_tokens_open(const char *db_path, cx_tokens **out, char **errmsg)
         int src = sqlite3_prepare_v3(t->tk_db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                      &t->tk_st[i], NULL);
         if (src != SQLITE_OK) {
-            rc = sql_err(src);
+            rc = cx_db_err(src);
             goto fail_msg;
         }
     }
@@ -462,13 +416,13 @@ int cx_tokens_create(cx_tokens *t, const char *name, unsigned scopes, int64_t ex
 
     sqlite3_stmt *st = t->tk_st[S_INSERT];
     int rc;
-    if ((rc = bind_text(st, 1, name)) != CX_OK || (rc = bind_blob(st, 2, hash, sizeof hash)) ||
-        (rc = bind_text(st, 3, prefix)) || (rc = bind_text(st, 4, scopes_text)) ||
-        (rc = bind_i64(st, 5, now)) || (rc = bind_i64(st, 6, expires_at))) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, name)) != CX_OK || (rc = cx_db_bind_blob(st, 2, hash, sizeof hash)) ||
+        (rc = cx_db_bind_text(st, 3, prefix)) || (rc = cx_db_bind_text(st, 4, scopes_text)) ||
+        (rc = cx_db_bind_i64(st, 5, now)) || (rc = cx_db_bind_i64(st, 6, expires_at))) {
+        cx_db_finish(st);
         goto out;
     }
-    rc = run(t, st, NULL);
+    rc = cx_db_run(st, NULL);
 out:
     sodium_memzero(hash, sizeof hash);
     free(scopes_text);
@@ -499,8 +453,8 @@ int cx_tokens_seed(cx_tokens *t, const char *name, const char *token, unsigned s
     if (rc != CX_OK)
         goto out;
     sqlite3_stmt *st = t->tk_st[S_BY_NAME];
-    if ((rc = bind_text(st, 1, name)) != CX_OK) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, name)) != CX_OK) {
+        cx_db_finish(st);
         goto fail;
     }
     int step = sqlite3_step(st);
@@ -511,11 +465,11 @@ int cx_tokens_seed(cx_tokens *t, const char *name, const char *token, unsigned s
         same = h != NULL && sqlite3_column_bytes(st, 8) == CX_TOKEN_HASH_BYTES &&
                sodium_memcmp(h, hash, CX_TOKEN_HASH_BYTES) == 0;
     } else if (step != SQLITE_DONE) {
-        rc = sql_err(step);
-        finish(st);
+        rc = cx_db_err(step);
+        cx_db_finish(st);
         goto fail;
     }
-    finish(st);
+    cx_db_finish(st);
     if (same) {
         cx_db_rollback(t->tk_db);
         rc = CX_OK;
@@ -523,21 +477,21 @@ int cx_tokens_seed(cx_tokens *t, const char *name, const char *token, unsigned s
     }
     if (exists) {
         st = t->tk_st[S_SEED_UPDATE];
-        if ((rc = bind_text(st, 1, name)) || (rc = bind_blob(st, 2, hash, sizeof hash)) ||
-            (rc = bind_text(st, 3, prefix)) || (rc = bind_text(st, 4, scopes_text))) {
-            finish(st);
+        if ((rc = cx_db_bind_text(st, 1, name)) || (rc = cx_db_bind_blob(st, 2, hash, sizeof hash)) ||
+            (rc = cx_db_bind_text(st, 3, prefix)) || (rc = cx_db_bind_text(st, 4, scopes_text))) {
+            cx_db_finish(st);
             goto fail;
         }
     } else {
         st = t->tk_st[S_INSERT];
-        if ((rc = bind_text(st, 1, name)) || (rc = bind_blob(st, 2, hash, sizeof hash)) ||
-            (rc = bind_text(st, 3, prefix)) || (rc = bind_text(st, 4, scopes_text)) ||
-            (rc = bind_i64(st, 5, now)) || (rc = bind_i64(st, 6, 0))) {
-            finish(st);
+        if ((rc = cx_db_bind_text(st, 1, name)) || (rc = cx_db_bind_blob(st, 2, hash, sizeof hash)) ||
+            (rc = cx_db_bind_text(st, 3, prefix)) || (rc = cx_db_bind_text(st, 4, scopes_text)) ||
+            (rc = cx_db_bind_i64(st, 5, now)) || (rc = cx_db_bind_i64(st, 6, 0))) {
+            cx_db_finish(st);
             goto fail;
         }
     }
-    if ((rc = run(t, st, NULL)) != CX_OK)
+    if ((rc = cx_db_run(st, NULL)) != CX_OK)
         goto fail;
     if ((rc = cx_db_commit(t->tk_db)) != CX_OK)
         goto fail;
@@ -559,7 +513,7 @@ int cx_tokens_authenticate(cx_tokens *t, const char *token, int64_t now, cx_toke
     uint8_t hash[CX_TOKEN_HASH_BYTES];
     cx_token_hash(token, hash);
     sqlite3_stmt *st = t->tk_st[S_BY_HASH];
-    int rc = bind_blob(st, 1, hash, sizeof hash);
+    int rc = cx_db_bind_blob(st, 1, hash, sizeof hash);
     if (rc != CX_OK)
         goto out;
     int step = sqlite3_step(st);
@@ -568,7 +522,7 @@ int cx_tokens_authenticate(cx_tokens *t, const char *token, int64_t now, cx_toke
         goto out;
     }
     if (step != SQLITE_ROW) {
-        rc = sql_err(step);
+        rc = cx_db_err(step);
         goto out;
     }
     /* The index found the row; confirming in constant time costs nothing and keeps the
@@ -585,7 +539,7 @@ int cx_tokens_authenticate(cx_tokens *t, const char *token, int64_t now, cx_toke
         *info = tmp;
     rc = tmp.expires_at != 0 && tmp.expires_at <= now ? CX_E_EXPIRED : CX_OK;
 out:
-    finish(st);
+    cx_db_finish(st);
     sodium_memzero(hash, sizeof hash);
     return rc;
 }
@@ -595,17 +549,17 @@ int cx_tokens_get(cx_tokens *t, const char *name, cx_token_info *info)
     if (t == NULL || name == NULL)
         return CX_E_INVAL;
     sqlite3_stmt *st = t->tk_st[S_BY_NAME];
-    int rc = bind_text(st, 1, name);
+    int rc = cx_db_bind_text(st, 1, name);
     if (rc == CX_OK) {
         int step = sqlite3_step(st);
         if (step == SQLITE_ROW) {
             if (info != NULL)
                 read_info(st, info);
         } else {
-            rc = step == SQLITE_DONE ? CX_E_NOTFOUND : sql_err(step);
+            rc = step == SQLITE_DONE ? CX_E_NOTFOUND : cx_db_err(step);
         }
     }
-    finish(st);
+    cx_db_finish(st);
     return rc;
 }
 
@@ -633,15 +587,15 @@ int cx_tokens_list(cx_tokens *t, cx_token_info **arr, size_t *n)
         read_info(st, &v[len++]);
     }
     if (step != SQLITE_DONE) {
-        rc = sql_err(step);
+        rc = cx_db_err(step);
         goto fail;
     }
-    finish(st);
+    cx_db_finish(st);
     *arr = v;
     *n = len;
     return CX_OK;
 fail:
-    finish(st);
+    cx_db_finish(st);
     free(v);
     return rc;
 }
@@ -658,10 +612,10 @@ int cx_tokens_rotate(cx_tokens *t, const char *name, int64_t now, char token_out
     cx_token_prefix(token_out, prefix);
     sqlite3_stmt *st = t->tk_st[S_SET_HASH];
     int rc, changes = 0;
-    if ((rc = bind_text(st, 1, name)) || (rc = bind_blob(st, 2, hash, sizeof hash)) ||
-        (rc = bind_text(st, 3, prefix)))
-        finish(st);
-    else if ((rc = run(t, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_bind_text(st, 1, name)) || (rc = cx_db_bind_blob(st, 2, hash, sizeof hash)) ||
+        (rc = cx_db_bind_text(st, 3, prefix)))
+        cx_db_finish(st);
+    else if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = CX_E_NOTFOUND;
     sodium_memzero(hash, sizeof hash);
     if (rc != CX_OK)
@@ -676,11 +630,11 @@ static int by_name(cx_tokens *t, enum stmt which, const char *name)
         return CX_E_INVAL;
     sqlite3_stmt *st = t->tk_st[which];
     int rc, changes = 0;
-    if ((rc = bind_text(st, 1, name)) != CX_OK) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, name)) != CX_OK) {
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = run(t, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = CX_E_NOTFOUND;
     return rc;
 }
@@ -696,10 +650,10 @@ int cx_tokens_count(cx_tokens *t, size_t *n)
         return CX_E_INVAL;
     sqlite3_stmt *st = t->tk_st[S_COUNT];
     int step = sqlite3_step(st);
-    int rc = step == SQLITE_ROW ? CX_OK : sql_err(step);
+    int rc = step == SQLITE_ROW ? CX_OK : cx_db_err(step);
     if (rc == CX_OK)
         *n = (size_t)sqlite3_column_int64(st, 0);
-    finish(st);
+    cx_db_finish(st);
     return rc;
 }
 
@@ -709,11 +663,11 @@ int cx_tokens_touch(cx_tokens *t, const char *name, int64_t now)
         return CX_E_INVAL;
     sqlite3_stmt *st = t->tk_st[S_TOUCH];
     int rc, changes = 0;
-    if ((rc = bind_text(st, 1, name)) || (rc = bind_i64(st, 2, now))) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, name)) || (rc = cx_db_bind_i64(st, 2, now))) {
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = run(t, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = CX_E_NOTFOUND;
     return rc;
 }
@@ -744,7 +698,7 @@ static int totp_load(cx_tokens *t, const char *name, totp_row *row)
 {
     memset(row, 0, sizeof *row);
     sqlite3_stmt *st = t->tk_st[S_TOTP_GET];
-    int rc = bind_text(st, 1, name);
+    int rc = cx_db_bind_text(st, 1, name);
     if (rc == CX_OK) {
         int step = sqlite3_step(st);
         if (step == SQLITE_ROW) {
@@ -753,10 +707,10 @@ static int totp_load(cx_tokens *t, const char *name, totp_row *row)
             row->enabled = sqlite3_column_int(st, 2) != 0;
             row->last_step = sqlite3_column_int64(st, 3);
         } else {
-            rc = step == SQLITE_DONE ? CX_E_NOTFOUND : sql_err(step);
+            rc = step == SQLITE_DONE ? CX_E_NOTFOUND : cx_db_err(step);
         }
     }
-    finish(st);
+    cx_db_finish(st);
     return rc;
 }
 
@@ -770,9 +724,9 @@ int cx_tokens_totp_setup(cx_tokens *t, const char *name,
     cx_totp_new_secret(key);
     sqlite3_stmt *st = t->tk_st[S_TOTP_SET_PENDING];
     int rc, changes = 0;
-    if ((rc = bind_text(st, 1, name)) || (rc = bind_blob(st, 2, key, sizeof key)))
-        finish(st);
-    else if ((rc = run(t, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_bind_text(st, 1, name)) || (rc = cx_db_bind_blob(st, 2, key, sizeof key)))
+        cx_db_finish(st);
+    else if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = CX_E_NOTFOUND;
     if (rc == CX_OK)
         cx_base32_encode(key, sizeof key, secret_b32_out, CX_TOKENS_TOTP_B32_SIZE);
@@ -798,10 +752,10 @@ int cx_tokens_totp_enable(cx_tokens *t, const char *name, const char *code, int6
         goto out;
     sqlite3_stmt *st = t->tk_st[S_TOTP_ENABLE];
     int changes = 0;
-    if ((rc = bind_text(st, 1, name)) || (rc = bind_i64(st, 2, step)) ||
-        (rc = bind_blob(st, 3, row.pending, row.pending_len)))
-        finish(st);
-    else if ((rc = run(t, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_bind_text(st, 1, name)) || (rc = cx_db_bind_i64(st, 2, step)) ||
+        (rc = cx_db_bind_blob(st, 3, row.pending, row.pending_len)))
+        cx_db_finish(st);
+    else if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = CX_E_DENIED; /* a newer setup replaced the secret this code was made from */
 out:
     sodium_memzero(&row, sizeof row);
@@ -844,10 +798,10 @@ int cx_tokens_totp_check(cx_tokens *t, const char *name, const char *code, int64
     /* Our read may be stale: the conditional UPDATE is what accepts, atomically. */
     sqlite3_stmt *st = t->tk_st[S_TOTP_ACCEPT];
     int changes = 0;
-    if ((rc = bind_text(st, 1, name)) || (rc = bind_i64(st, 2, step)) ||
-        (rc = bind_blob(st, 3, row.active, row.active_len)))
-        finish(st);
-    else if ((rc = run(t, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_bind_text(st, 1, name)) || (rc = cx_db_bind_i64(st, 2, step)) ||
+        (rc = cx_db_bind_blob(st, 3, row.active, row.active_len)))
+        cx_db_finish(st);
+    else if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = CX_E_REPLAY;
 out:
     sodium_memzero(&row, sizeof row);
@@ -862,7 +816,7 @@ int cx_tokens_setting_get(cx_tokens *t, const char *key, char **value)
         return CX_E_INVAL;
     *value = NULL;
     sqlite3_stmt *st = t->tk_st[S_SETTING_GET];
-    int rc = bind_text(st, 1, key);
+    int rc = cx_db_bind_text(st, 1, key);
     if (rc == CX_OK) {
         int step = sqlite3_step(st);
         if (step == SQLITE_ROW) {
@@ -870,10 +824,10 @@ int cx_tokens_setting_get(cx_tokens *t, const char *key, char **value)
             if (v != NULL && (*value = strdup(v)) == NULL)
                 rc = CX_E_NOMEM;
         } else if (step != SQLITE_DONE) {
-            rc = sql_err(step);
+            rc = cx_db_err(step);
         }
     }
-    finish(st);
+    cx_db_finish(st);
     return rc;
 }
 
@@ -883,11 +837,11 @@ int cx_tokens_setting_set(cx_tokens *t, const char *key, const char *value)
         return CX_E_INVAL;
     sqlite3_stmt *st = t->tk_st[S_SETTING_SET];
     int rc;
-    if ((rc = bind_text(st, 1, key)) || (rc = bind_text(st, 2, value))) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, key)) || (rc = cx_db_bind_text(st, 2, value))) {
+        cx_db_finish(st);
         return rc;
     }
-    return run(t, st, NULL);
+    return cx_db_run(st, NULL);
 }
 
 int cx_tokens_audit(cx_tokens *t, int64_t now, const char *event, const char *token_name,
@@ -897,13 +851,13 @@ int cx_tokens_audit(cx_tokens *t, int64_t now, const char *event, const char *to
         return CX_E_INVAL;
     sqlite3_stmt *st = t->tk_st[S_AUDIT];
     int rc;
-    if ((rc = bind_i64(st, 1, now)) || (rc = bind_text(st, 2, event)) ||
-        (rc = bind_text(st, 3, token_name)) || (rc = bind_text(st, 4, addr)) ||
-        (rc = bind_text(st, 5, result))) {
-        finish(st);
+    if ((rc = cx_db_bind_i64(st, 1, now)) || (rc = cx_db_bind_text(st, 2, event)) ||
+        (rc = cx_db_bind_text(st, 3, token_name)) || (rc = cx_db_bind_text(st, 4, addr)) ||
+        (rc = cx_db_bind_text(st, 5, result))) {
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = run(t, st, NULL)) != CX_OK)
+    if ((rc = cx_db_run(st, NULL)) != CX_OK)
         return rc;
     /* The table is trimmed so failed attempts from the network cannot grow the file without
      * bound; now and then rather than on every insert: ids only grow, so one range delete
@@ -911,11 +865,11 @@ int cx_tokens_audit(cx_tokens *t, int64_t now, const char *event, const char *to
     sqlite3_int64 id = sqlite3_last_insert_rowid(t->tk_db);
     if (id % 1024 == 0 && id > CX_CORE_AUDIT_MAX_ROWS) {
         st = t->tk_st[S_AUDIT_TRIM];
-        if ((rc = bind_i64(st, 1, id - CX_CORE_AUDIT_MAX_ROWS)) != CX_OK) {
-            finish(st);
+        if ((rc = cx_db_bind_i64(st, 1, id - CX_CORE_AUDIT_MAX_ROWS)) != CX_OK) {
+            cx_db_finish(st);
             return rc;
         }
-        rc = run(t, st, NULL);
+        rc = cx_db_run(st, NULL);
     }
     return rc;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "condrix/cliout.h"
 #include "condrix/clock.h"
 #include "condrix/config.h"
 #include "condrix/db.h"
@@ -125,10 +126,8 @@ static int usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", PROG);
-    vfprintf(stderr, fmt, ap);
+    cx_cli_usage_errorv(PROG, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nRun '%s --help' for usage.\n", PROG);
     return MX_ADMIN_EXIT_USAGE;
 }
 
@@ -139,22 +138,10 @@ static int fail(const cli *c, const char *code, const char *hint, const char *fm
 
 static int fail(const cli *c, const char *code, const char *hint, const char *fmt, ...)
 {
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    cx_cli_failv(PROG, c->json, code, hint, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s: %s\n", PROG, msg);
-    if (hint != NULL)
-        fprintf(stderr, "hint: %s\n", hint);
-    if (c->json) {
-        json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
-        if (o != NULL) {
-            json_dumpf(o, stdout, JSON_COMPACT);
-            fputc('\n', stdout);
-            json_decref(o);
-        }
-    }
     return MX_ADMIN_EXIT_FAILED;
 }
 

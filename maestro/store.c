@@ -269,90 +269,33 @@ struct mx_store {
     char ms_maestro_id[MX_ID_CHARS + 1];     /* settings "maestro.id" */
 };
 
-/* ---- statement plumbing ---- */
-
-static int sql_err(int rc)
-{
-    switch (rc) {
-    case SQLITE_CONSTRAINT: return CX_E_EXISTS;
-    case SQLITE_NOMEM: return CX_E_NOMEM;
-    default: return CX_E_DB;
-    }
-}
-
-/* Reset and unbind: frees the read snapshot and drops pointers to caller buffers that
- * were bound SQLITE_STATIC (some of them secrets about to be wiped). */
-static void finish(sqlite3_stmt *st)
-{
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-}
-
-static int bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-    int rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-    return rc == SQLITE_OK ? CX_OK : sql_err(rc);
-}
-
-static int bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
-{
-    int rc = p ? sqlite3_bind_blob(st, i, p, (int)n, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-    return rc == SQLITE_OK ? CX_OK : sql_err(rc);
-}
-
-static int bind_i64(sqlite3_stmt *st, int i, int64_t v)
-{
-    int rc = sqlite3_bind_int64(st, i, v);
-    return rc == SQLITE_OK ? CX_OK : sql_err(rc);
-}
-
-/* Run a statement that returns no rows; *changes (may be NULL) gets the rows changed. */
-static int run(mx_store *s, sqlite3_stmt *st, int *changes)
-{
-    int rc = sqlite3_step(st);
-    int out = rc == SQLITE_DONE ? CX_OK : sql_err(rc);
-    if (out == CX_OK && changes != NULL)
-        *changes = sqlite3_changes(s->ms_db);
-    finish(st);
-    return out;
-}
-
-/* Step a bound query for its first row: CX_OK (row ready; the caller reads, then
- * finish()es), CX_E_NOTFOUND or an error (the statement is already finished then). */
-static int first_row(sqlite3_stmt *st)
-{
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW)
-        return CX_OK;
-    finish(st);
-    return step == SQLITE_DONE ? CX_E_NOTFOUND : sql_err(step);
-}
+/* ---- statement plumbing (the shared part is in condrix/db.h) ---- */
 
 /* Run a statement with text parameter ?1, and ?2 (NULL binds SQL NULL) if it has one. */
 static int run_text2(mx_store *s, enum stmt which, const char *a, const char *b, int *changes)
 {
     sqlite3_stmt *st = s->ms_st[which];
     int rc;
-    if ((rc = bind_text(st, 1, a)) != CX_OK ||
-        (sqlite3_bind_parameter_count(st) >= 2 && (rc = bind_text(st, 2, b)) != CX_OK)) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, a)) != CX_OK ||
+        (sqlite3_bind_parameter_count(st) >= 2 && (rc = cx_db_bind_text(st, 2, b)) != CX_OK)) {
+        cx_db_finish(st);
         return rc;
     }
-    return run(s, st, changes);
+    return cx_db_run(st, changes);
 }
 
 static int count_query(mx_store *s, enum stmt which, const char *arg, int64_t *out)
 {
     sqlite3_stmt *st = s->ms_st[which];
     int rc = CX_OK;
-    if (arg != NULL && (rc = bind_text(st, 1, arg)) != CX_OK) {
-        finish(st);
+    if (arg != NULL && (rc = cx_db_bind_text(st, 1, arg)) != CX_OK) {
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = first_row(st)) != CX_OK)
+    if ((rc = cx_db_first_row(st)) != CX_OK)
         return rc == CX_E_NOTFOUND ? CX_E_DB : rc;
     *out = sqlite3_column_int64(st, 0);
-    finish(st);
+    cx_db_finish(st);
     return CX_OK;
 }
 
@@ -449,45 +392,29 @@ static bool id_arg_ok(const char *id)
 
 /* ---- key file ---- */
 
-static void set_err(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(char **errmsg, const char *fmt, ...)
-{
-    if (errmsg == NULL)
-        return;
-    free(*errmsg);
-    *errmsg = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    char *m = NULL;
-    if (vasprintf(&m, fmt, ap) < 0)
-        m = NULL;
-    va_end(ap);
-    *errmsg = m;
-}
 
 static int read_key(const char *path, uint8_t key[CX_PAIRING_KEY_BYTES], char **errmsg)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        set_err(errmsg, "cannot open %s: %s", path, strerror(errno));
+        cx_set_errmsg(errmsg, "cannot open %s: %s", path, strerror(errno));
         return CX_E_IO;
     }
     int rc = CX_E_IO;
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        set_err(errmsg, "cannot stat %s: %s", path, strerror(errno));
+        cx_set_errmsg(errmsg, "cannot stat %s: %s", path, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode) || st.st_size != CX_PAIRING_KEY_BYTES) {
-        set_err(errmsg,
+        cx_set_errmsg(errmsg,
                 "%s is not a Maestro key (%lld bytes, expected %d): restore it from a backup, "
                 "or delete it to make a new one (live pairing codes then stop working)",
                 path, (long long)st.st_size, CX_PAIRING_KEY_BYTES);
         goto out;
     }
     if ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0) {
-        set_err(errmsg, "cannot make %s private (chmod 0600): %s", path, strerror(errno));
+        cx_set_errmsg(errmsg, "cannot make %s private (chmod 0600): %s", path, strerror(errno));
         goto out;
     }
     size_t got = 0;
@@ -496,7 +423,7 @@ static int read_key(const char *path, uint8_t key[CX_PAIRING_KEY_BYTES], char **
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            set_err(errmsg, "cannot read %s: %s", path, r < 0 ? strerror(errno) : "short file");
+            cx_set_errmsg(errmsg, "cannot read %s: %s", path, r < 0 ? strerror(errno) : "short file");
             sodium_memzero(key, CX_PAIRING_KEY_BYTES);
             goto out;
         }
@@ -523,7 +450,7 @@ static int create_key(const char *dir, const char *path, char **errmsg)
     int rc = CX_E_IO;
     int fd = mkostemp(tmp, O_CLOEXEC); /* 0600 */
     if (fd < 0) {
-        set_err(errmsg, "cannot create a key file in %s: %s", dir, strerror(errno));
+        cx_set_errmsg(errmsg, "cannot create a key file in %s: %s", dir, strerror(errno));
         goto out;
     }
     size_t put = 0;
@@ -536,14 +463,14 @@ static int create_key(const char *dir, const char *path, char **errmsg)
         put += (size_t)w;
     }
     if (put != sizeof key || fsync(fd) != 0) {
-        set_err(errmsg, "cannot write %s: %s", tmp, strerror(errno));
+        cx_set_errmsg(errmsg, "cannot write %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
         goto out;
     }
     close(fd);
     if (link(tmp, path) != 0 && errno != EEXIST) {
-        set_err(errmsg, "cannot create %s: %s", path, strerror(errno));
+        cx_set_errmsg(errmsg, "cannot create %s: %s", path, strerror(errno));
         unlink(tmp);
         goto out;
     }
@@ -571,7 +498,7 @@ static int load_key(const char *dir, uint8_t key[CX_PAIRING_KEY_BYTES], char **e
     struct stat st;
     if (lstat(path, &st) != 0) {
         if (errno != ENOENT) {
-            set_err(errmsg, "cannot stat %s: %s", path, strerror(errno));
+            cx_set_errmsg(errmsg, "cannot stat %s: %s", path, strerror(errno));
             rc = CX_E_IO;
             goto out;
         }
@@ -603,7 +530,7 @@ static int ensure_maestro_id(mx_store *s)
                                " VALUES ('maestro.id', ?1)",
                                -1, &st, NULL) != SQLITE_OK)
             return CX_E_DB;
-        rc = bind_text(st, 1, fresh);
+        rc = cx_db_bind_text(st, 1, fresh);
         if (rc == CX_OK && sqlite3_step(st) != SQLITE_DONE)
             rc = CX_E_DB;
         sqlite3_finalize(st);
@@ -622,7 +549,7 @@ int mx_store_open(const char *dir, mx_store **out, char **errmsg)
     if (errmsg != NULL)
         *errmsg = NULL;
     if (out == NULL || dir == NULL || dir[0] == '\0') {
-        set_err(errmsg, "no Maestro home directory given");
+        cx_set_errmsg(errmsg, "no Maestro home directory given");
         return CX_E_INVAL;
     }
     *out = NULL;
@@ -630,7 +557,7 @@ int mx_store_open(const char *dir, mx_store **out, char **errmsg)
         return CX_E_CRYPTO;
     int rc = cx_mkdir_private(dir);
     if (rc != CX_OK) {
-        set_err(errmsg, "cannot create the private directory %s: %s", dir,
+        cx_set_errmsg(errmsg, "cannot create the private directory %s: %s", dir,
                 rc == CX_E_IO ? strerror(errno) : cx_strerror(rc));
         return rc;
     }
@@ -659,7 +586,7 @@ int mx_store_open(const char *dir, mx_store **out, char **errmsg)
         int src = sqlite3_prepare_v3(s->ms_db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                      &s->ms_st[i], NULL);
         if (src != SQLITE_OK) {
-            rc = sql_err(src);
+            rc = cx_db_err(src);
             goto fail_msg;
         }
     }
@@ -670,7 +597,7 @@ int mx_store_open(const char *dir, mx_store **out, char **errmsg)
     return CX_OK;
 fail_msg:
     if (errmsg != NULL && *errmsg == NULL)
-        set_err(errmsg, "cannot prepare %s: %s", path, sqlite3_errmsg(s->ms_db));
+        cx_set_errmsg(errmsg, "cannot prepare %s: %s", path, sqlite3_errmsg(s->ms_db));
     free(path);
 fail:
     mx_store_close(s);
@@ -706,17 +633,17 @@ int mx_setting_get(mx_store *s, const char *key, char **value)
         return CX_E_INVAL;
     *value = NULL;
     sqlite3_stmt *st = s->ms_st[S_SETTING_GET];
-    int rc = bind_text(st, 1, key);
+    int rc = cx_db_bind_text(st, 1, key);
     if (rc != CX_OK) {
-        finish(st);
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = first_row(st)) != CX_OK)
+    if ((rc = cx_db_first_row(st)) != CX_OK)
         return rc == CX_E_NOTFOUND ? CX_OK : rc;
     const char *v = (const char *)sqlite3_column_text(st, 0);
     if (v != NULL && (*value = strdup(v)) == NULL)
         rc = CX_E_NOMEM;
-    finish(st);
+    cx_db_finish(st);
     return rc;
 }
 
@@ -761,13 +688,13 @@ int mx_user_create(mx_store *s, const char *username, const char *password_hash,
     cx_msg_new_id(id);
     sqlite3_stmt *st = s->ms_st[S_USER_INSERT];
     int rc;
-    if ((rc = bind_text(st, 1, id)) || (rc = bind_text(st, 2, username)) ||
-        (rc = bind_text(st, 3, password_hash)) || (rc = bind_i64(st, 4, role)) ||
-        (rc = bind_i64(st, 5, now))) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, id)) || (rc = cx_db_bind_text(st, 2, username)) ||
+        (rc = cx_db_bind_text(st, 3, password_hash)) || (rc = cx_db_bind_i64(st, 4, role)) ||
+        (rc = cx_db_bind_i64(st, 5, now))) {
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = run(s, st, NULL)) != CX_OK)
+    if ((rc = cx_db_run(st, NULL)) != CX_OK)
         return rc; /* CX_E_EXISTS: the NOCASE unique index said the name is taken */
     if (out != NULL) {
         memset(out, 0, sizeof *out);
@@ -785,16 +712,16 @@ static int user_lookup(mx_store *s, enum stmt which, const char *key, mx_user *o
     if (s == NULL || key == NULL)
         return CX_E_INVAL;
     sqlite3_stmt *st = s->ms_st[which];
-    int rc = bind_text(st, 1, key);
+    int rc = cx_db_bind_text(st, 1, key);
     if (rc != CX_OK) {
-        finish(st);
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = first_row(st)) != CX_OK)
+    if ((rc = cx_db_first_row(st)) != CX_OK)
         return rc;
     mx_user tmp;
     read_user(st, &tmp, hash_out);
-    finish(st);
+    cx_db_finish(st);
     if (out != NULL)
         *out = tmp;
     return CX_OK;
@@ -835,15 +762,15 @@ static int collect(sqlite3_stmt *st, size_t elem, row_reader read, void **arr, s
         len++;
     }
     if (step != SQLITE_DONE) {
-        rc = sql_err(step);
+        rc = cx_db_err(step);
         goto fail;
     }
-    finish(st);
+    cx_db_finish(st);
     *arr = v;
     *n = len;
     return CX_OK;
 fail:
-    finish(st);
+    cx_db_finish(st);
     free(v);
     return rc;
 }
@@ -884,11 +811,11 @@ int mx_user_set_role(mx_store *s, const char *id, int role)
         return CX_E_INVAL;
     sqlite3_stmt *st = s->ms_st[S_USER_SET_ROLE];
     int rc, changes = 0;
-    if ((rc = bind_text(st, 1, id)) || (rc = bind_i64(st, 2, role))) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, id)) || (rc = cx_db_bind_i64(st, 2, role))) {
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = run(s, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = guard_reason(s, id);
     return rc;
 }
@@ -962,19 +889,19 @@ static int totp_load(mx_store *s, const char *user_id, totp_row *row)
 {
     memset(row, 0, sizeof *row);
     sqlite3_stmt *st = s->ms_st[S_TOTP_GET];
-    int rc = bind_text(st, 1, user_id);
+    int rc = cx_db_bind_text(st, 1, user_id);
     if (rc != CX_OK) {
-        finish(st);
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = first_row(st)) != CX_OK)
+    if ((rc = cx_db_first_row(st)) != CX_OK)
         return rc;
     if ((rc = copy_secret(st, 0, row->active, &row->active_len)) == CX_OK &&
         (rc = copy_secret(st, 1, row->pending, &row->pending_len)) == CX_OK) {
         row->enabled = sqlite3_column_int(st, 2) != 0;
         row->last_step = sqlite3_column_int64(st, 3);
     }
-    finish(st);
+    cx_db_finish(st);
     return rc;
 }
 
@@ -984,11 +911,11 @@ int mx_user_totp_set_pending(mx_store *s, const char *user_id, const uint8_t *se
         return CX_E_INVAL;
     sqlite3_stmt *st = s->ms_st[S_TOTP_SET_PENDING];
     int rc, changes = 0;
-    if ((rc = bind_text(st, 1, user_id)) || (rc = bind_blob(st, 2, secret, n))) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, user_id)) || (rc = cx_db_bind_blob(st, 2, secret, n))) {
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = run(s, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = CX_E_NOTFOUND;
     return rc;
 }
@@ -1038,12 +965,12 @@ int mx_user_totp_check(mx_store *s, const char *user_id, const char *code, int64
     /* Our read may be stale: the conditional UPDATE is what accepts, atomically. */
     sqlite3_stmt *st = s->ms_st[activate_pending ? S_TOTP_ENABLE : S_TOTP_ACCEPT];
     int changes = 0;
-    if ((rc = bind_text(st, 1, user_id)) || (rc = bind_i64(st, 2, step)) ||
-        (rc = bind_blob(st, 3, key, key_len))) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, user_id)) || (rc = cx_db_bind_i64(st, 2, step)) ||
+        (rc = cx_db_bind_blob(st, 3, key, key_len))) {
+        cx_db_finish(st);
         goto out;
     }
-    if ((rc = run(s, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         /* enable: a newer setup replaced the secret this code came from */
         rc = activate_pending ? CX_E_DENIED : CX_E_REPLAY;
 out:
@@ -1102,12 +1029,12 @@ int mx_session_create(mx_store *s, const char *user_id, const char *ip, const ch
     cx_token_hash(token_out, hash);
     sqlite3_stmt *st = s->ms_st[S_SESSION_INSERT];
     int rc, changes = 0;
-    if ((rc = bind_text(st, 1, x.id)) || (rc = bind_blob(st, 2, hash, sizeof hash)) ||
-        (rc = bind_text(st, 3, x.user_id)) || (rc = bind_i64(st, 4, now)) ||
-        (rc = bind_i64(st, 5, x.expires_at)) || (rc = bind_text(st, 6, x.ip)) ||
-        (rc = bind_text(st, 7, x.user_agent)))
-        finish(st);
-    else if ((rc = run(s, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_bind_text(st, 1, x.id)) || (rc = cx_db_bind_blob(st, 2, hash, sizeof hash)) ||
+        (rc = cx_db_bind_text(st, 3, x.user_id)) || (rc = cx_db_bind_i64(st, 4, now)) ||
+        (rc = cx_db_bind_i64(st, 5, x.expires_at)) || (rc = cx_db_bind_text(st, 6, x.ip)) ||
+        (rc = cx_db_bind_text(st, 7, x.user_agent)))
+        cx_db_finish(st);
+    else if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = CX_E_NOTFOUND;
     sodium_memzero(hash, sizeof hash);
     if (rc != CX_OK)
@@ -1126,25 +1053,25 @@ int mx_session_check(mx_store *s, const char *token, int64_t now, mx_session *ou
     uint8_t hash[CX_TOKEN_HASH_BYTES];
     cx_token_hash(token, hash);
     sqlite3_stmt *st = s->ms_st[S_SESSION_BY_HASH];
-    int rc = bind_blob(st, 1, hash, sizeof hash);
+    int rc = cx_db_bind_blob(st, 1, hash, sizeof hash);
     if (rc != CX_OK) {
-        finish(st);
+        cx_db_finish(st);
         goto out;
     }
-    if ((rc = first_row(st)) != CX_OK)
+    if ((rc = cx_db_first_row(st)) != CX_OK)
         goto out;
     /* The index found the row; confirming in constant time keeps the decision independent
      * of how SQLite compares blobs. */
     const void *h = sqlite3_column_blob(st, 7);
     if (h == NULL || sqlite3_column_bytes(st, 7) != CX_TOKEN_HASH_BYTES ||
         sodium_memcmp(h, hash, CX_TOKEN_HASH_BYTES) != 0) {
-        finish(st);
+        cx_db_finish(st);
         rc = CX_E_NOTFOUND;
         goto out;
     }
     mx_session x;
     read_session(st, &x);
-    finish(st);
+    cx_db_finish(st);
     if (out != NULL)
         *out = x;
     rc = x.expires_at <= now ? CX_E_EXPIRED : CX_OK;
@@ -1163,9 +1090,9 @@ int mx_session_revoke_token(mx_store *s, const char *token)
     cx_token_hash(token, hash);
     sqlite3_stmt *st = s->ms_st[S_SESSION_DEL_HASH];
     int rc, changes = 0;
-    if ((rc = bind_blob(st, 1, hash, sizeof hash)) != CX_OK)
-        finish(st);
-    else if ((rc = run(s, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_bind_blob(st, 1, hash, sizeof hash)) != CX_OK)
+        cx_db_finish(st);
+    else if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = CX_E_NOTFOUND;
     sodium_memzero(hash, sizeof hash);
     return rc;
@@ -1189,9 +1116,9 @@ int mx_session_list(mx_store *s, const char *user_id, mx_session **arr, size_t *
     *arr = NULL;
     *n = 0;
     sqlite3_stmt *st = s->ms_st[S_SESSION_LIST];
-    int rc = bind_text(st, 1, user_id);
+    int rc = cx_db_bind_text(st, 1, user_id);
     if (rc != CX_OK) {
-        finish(st);
+        cx_db_finish(st);
         return rc;
     }
     return collect(st, sizeof **arr, read_session_elem, (void **)arr, n);
@@ -1203,11 +1130,11 @@ int mx_session_touch(mx_store *s, const char *session_id, int64_t now)
         return CX_E_INVAL;
     sqlite3_stmt *st = s->ms_st[S_SESSION_TOUCH];
     int rc, changes = 0;
-    if ((rc = bind_text(st, 1, session_id)) || (rc = bind_i64(st, 2, now))) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, session_id)) || (rc = cx_db_bind_i64(st, 2, now))) {
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = run(s, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = CX_E_NOTFOUND;
     return rc;
 }
@@ -1220,11 +1147,11 @@ int mx_session_sweep(mx_store *s, int64_t now, size_t *n)
         return CX_E_INVAL;
     sqlite3_stmt *st = s->ms_st[S_SESSION_SWEEP];
     int rc, changes = 0;
-    if ((rc = bind_i64(st, 1, now)) != CX_OK) {
-        finish(st);
+    if ((rc = cx_db_bind_i64(st, 1, now)) != CX_OK) {
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = run(s, st, &changes)) == CX_OK && n != NULL)
+    if ((rc = cx_db_run(st, &changes)) == CX_OK && n != NULL)
         *n = (size_t)changes;
     return rc;
 }
@@ -1269,13 +1196,13 @@ int mx_pairing_create(mx_store *s, const char *created_by, int max_uses, int64_t
         cx_pairing_generate(code_out);
         cx_pairing_mac(s->ms_key, code_out, mac);
         sqlite3_stmt *st = s->ms_st[S_PAIR_INSERT];
-        if ((rc = bind_text(st, 1, p.id)) || (rc = bind_blob(st, 2, mac, sizeof mac)) ||
-            (rc = bind_text(st, 3, p.created_by)) || (rc = bind_i64(st, 4, now)) ||
-            (rc = bind_i64(st, 5, p.expires_at)) || (rc = bind_i64(st, 6, max_uses))) {
-            finish(st);
+        if ((rc = cx_db_bind_text(st, 1, p.id)) || (rc = cx_db_bind_blob(st, 2, mac, sizeof mac)) ||
+            (rc = cx_db_bind_text(st, 3, p.created_by)) || (rc = cx_db_bind_i64(st, 4, now)) ||
+            (rc = cx_db_bind_i64(st, 5, p.expires_at)) || (rc = cx_db_bind_i64(st, 6, max_uses))) {
+            cx_db_finish(st);
             break;
         }
-        rc = run(s, st, NULL);
+        rc = cx_db_run(st, NULL);
     }
     sodium_memzero(mac, sizeof mac);
     if (rc != CX_OK)
@@ -1290,16 +1217,16 @@ int mx_pairing_get(mx_store *s, const char *id, mx_pairing *out)
     if (s == NULL || id == NULL)
         return CX_E_INVAL;
     sqlite3_stmt *st = s->ms_st[S_PAIR_BY_ID];
-    int rc = bind_text(st, 1, id);
+    int rc = cx_db_bind_text(st, 1, id);
     if (rc != CX_OK) {
-        finish(st);
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = first_row(st)) != CX_OK)
+    if ((rc = cx_db_first_row(st)) != CX_OK)
         return rc;
     mx_pairing p;
     read_pairing(st, &p);
-    finish(st);
+    cx_db_finish(st);
     if (out != NULL)
         *out = p;
     return CX_OK;
@@ -1328,14 +1255,14 @@ static int exists2(mx_store *s, enum stmt which, const char *a, const char *b, b
 {
     sqlite3_stmt *st = s->ms_st[which];
     int rc;
-    if ((rc = bind_text(st, 1, a)) || (rc = bind_text(st, 2, b))) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, a)) || (rc = cx_db_bind_text(st, 2, b))) {
+        cx_db_finish(st);
         return rc;
     }
-    rc = first_row(st);
+    rc = cx_db_first_row(st);
     *yes = rc == CX_OK;
     if (rc == CX_OK)
-        finish(st);
+        cx_db_finish(st);
     return rc == CX_E_NOTFOUND ? CX_OK : rc;
 }
 
@@ -1357,11 +1284,11 @@ int mx_pairing_redeem(mx_store *s, const char *code, const char *core_id, int64_
     if (rc != CX_OK)
         goto out;
     sqlite3_stmt *st = s->ms_st[S_PAIR_BY_MAC];
-    if ((rc = bind_blob(st, 1, mac, sizeof mac)) != CX_OK) {
-        finish(st);
+    if ((rc = cx_db_bind_blob(st, 1, mac, sizeof mac)) != CX_OK) {
+        cx_db_finish(st);
         goto fail;
     }
-    if ((rc = first_row(st)) != CX_OK)
+    if ((rc = cx_db_first_row(st)) != CX_OK)
         goto fail;
     const void *m = sqlite3_column_blob(st, 7);
     bool match = m != NULL && sqlite3_column_bytes(st, 7) == CX_PAIRING_MAC_BYTES &&
@@ -1369,7 +1296,7 @@ int mx_pairing_redeem(mx_store *s, const char *code, const char *core_id, int64_
     mx_pairing p;
     read_pairing(st, &p);
     bool revoked = sqlite3_column_int(st, 6) != 0;
-    finish(st);
+    cx_db_finish(st);
     if (!match || revoked) {
         rc = CX_E_NOTFOUND;
         goto fail;
@@ -1395,12 +1322,12 @@ int mx_pairing_redeem(mx_store *s, const char *code, const char *core_id, int64_
             goto fail;
         }
         st = s->ms_st[S_PAIR_PENDING_ADD];
-        if ((rc = bind_text(st, 1, p.id)) || (rc = bind_text(st, 2, core_id)) ||
-            (rc = bind_i64(st, 3, now))) {
-            finish(st);
+        if ((rc = cx_db_bind_text(st, 1, p.id)) || (rc = cx_db_bind_text(st, 2, core_id)) ||
+            (rc = cx_db_bind_i64(st, 3, now))) {
+            cx_db_finish(st);
             goto fail;
         }
-        if ((rc = run(s, st, NULL)) != CX_OK)
+        if ((rc = cx_db_run(st, NULL)) != CX_OK)
             goto fail;
     }
     if ((rc = tx_commit(s, nested)) != CX_OK)
@@ -1445,12 +1372,12 @@ int mx_pairing_sweep(mx_store *s, int64_t now)
     if (s == NULL)
         return CX_E_INVAL;
     sqlite3_stmt *st = s->ms_st[S_PAIR_SWEEP];
-    int rc = bind_i64(st, 1, now - PAIRING_KEEP_EXPIRED_MS);
+    int rc = cx_db_bind_i64(st, 1, now - PAIRING_KEEP_EXPIRED_MS);
     if (rc != CX_OK) {
-        finish(st);
+        cx_db_finish(st);
         return rc;
     }
-    return run(s, st, NULL);
+    return cx_db_run(st, NULL);
 }
 
 /* ---- Cores ---- */
@@ -1492,17 +1419,17 @@ static int core_load(mx_store *s, enum stmt which, const char *key, core_row *ro
 {
     memset(row, 0, sizeof *row);
     sqlite3_stmt *st = s->ms_st[which];
-    int rc = bind_text(st, 1, key);
+    int rc = cx_db_bind_text(st, 1, key);
     if (rc != CX_OK) {
-        finish(st);
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = first_row(st)) != CX_OK)
+    if ((rc = cx_db_first_row(st)) != CX_OK)
         return rc;
     read_core(st, &row->core);
     row->has_token = copy_hash(st, 6, row->token_hash);
     row->has_pending = copy_hash(st, 7, row->pending_hash);
-    finish(st);
+    cx_db_finish(st);
     return CX_OK;
 }
 
@@ -1557,14 +1484,14 @@ int mx_core_issue_token(mx_store *s, const char *core_id, const char *display_na
     cx_token_prefix(token_out, prefix);
     sqlite3_stmt *st = s->ms_st[S_CORE_UPSERT];
     int rc;
-    if ((rc = bind_text(st, 1, id)) || (rc = bind_text(st, 2, core_id)) ||
-        (rc = bind_text(st, 3, named ? display_name : core_id)) ||
-        (rc = bind_blob(st, 4, hash, sizeof hash)) || (rc = bind_text(st, 5, prefix)) ||
-        (rc = bind_i64(st, 6, named))) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, id)) || (rc = cx_db_bind_text(st, 2, core_id)) ||
+        (rc = cx_db_bind_text(st, 3, named ? display_name : core_id)) ||
+        (rc = cx_db_bind_blob(st, 4, hash, sizeof hash)) || (rc = cx_db_bind_text(st, 5, prefix)) ||
+        (rc = cx_db_bind_i64(st, 6, named))) {
+        cx_db_finish(st);
         goto out;
     }
-    if ((rc = run(s, st, NULL)) != CX_OK)
+    if ((rc = cx_db_run(st, NULL)) != CX_OK)
         goto out;
     if (out != NULL)
         rc = mx_core_by_core_id(s, core_id, out);
@@ -1580,12 +1507,12 @@ static int core_promote(mx_store *s, const char *core_id, const uint8_t *pinned,
 {
     sqlite3_stmt *st = s->ms_st[S_CORE_PROMOTE];
     int rc;
-    if ((rc = bind_text(st, 1, core_id)) || (rc = bind_i64(st, 2, cx_clock_now_ms())) ||
-        (rc = bind_blob(st, 3, pinned, CX_TOKEN_HASH_BYTES))) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, core_id)) || (rc = cx_db_bind_i64(st, 2, cx_clock_now_ms())) ||
+        (rc = cx_db_bind_blob(st, 3, pinned, CX_TOKEN_HASH_BYTES))) {
+        cx_db_finish(st);
         return rc;
     }
-    return run(s, st, changes);
+    return cx_db_run(st, changes);
 }
 
 int mx_core_ack_token(mx_store *s, const char *core_id)
@@ -1669,11 +1596,11 @@ int mx_core_seen(mx_store *s, const char *id, int64_t now)
         return CX_E_INVAL;
     sqlite3_stmt *st = s->ms_st[S_CORE_SEEN];
     int rc, changes = 0;
-    if ((rc = bind_text(st, 1, id)) || (rc = bind_i64(st, 2, now))) {
-        finish(st);
+    if ((rc = cx_db_bind_text(st, 1, id)) || (rc = cx_db_bind_i64(st, 2, now))) {
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = run(s, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = CX_E_NOTFOUND;
     return rc;
 }
@@ -1691,11 +1618,11 @@ int mx_core_rotate(mx_store *s, const char *id, bool immediate, char token_out[6
     cx_token_prefix(token_out, prefix);
     sqlite3_stmt *st = s->ms_st[immediate ? S_CORE_SET_TOKEN : S_CORE_SET_PENDING];
     int rc, changes = 0;
-    if ((rc = bind_text(st, 1, id)) || (rc = bind_blob(st, 2, hash, sizeof hash)) ||
-        (rc = bind_text(st, 3, prefix)) ||
-        (immediate && (rc = bind_i64(st, 4, cx_clock_now_ms())) != CX_OK))
-        finish(st);
-    else if ((rc = run(s, st, &changes)) == CX_OK && changes == 0)
+    if ((rc = cx_db_bind_text(st, 1, id)) || (rc = cx_db_bind_blob(st, 2, hash, sizeof hash)) ||
+        (rc = cx_db_bind_text(st, 3, prefix)) ||
+        (immediate && (rc = cx_db_bind_i64(st, 4, cx_clock_now_ms())) != CX_OK))
+        cx_db_finish(st);
+    else if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
         rc = CX_E_NOTFOUND;
     sodium_memzero(hash, sizeof hash);
     if (rc != CX_OK)
@@ -1748,13 +1675,13 @@ int mx_audit(mx_store *s, int64_t now, const char *actor, const char *action,
         return CX_E_INVAL;
     sqlite3_stmt *st = s->ms_st[S_AUDIT];
     int rc;
-    if ((rc = bind_i64(st, 1, now)) || (rc = bind_text(st, 2, actor)) ||
-        (rc = bind_text(st, 3, action)) || (rc = bind_text(st, 4, target)) ||
-        (rc = bind_text(st, 5, addr)) || (rc = bind_text(st, 6, result))) {
-        finish(st);
+    if ((rc = cx_db_bind_i64(st, 1, now)) || (rc = cx_db_bind_text(st, 2, actor)) ||
+        (rc = cx_db_bind_text(st, 3, action)) || (rc = cx_db_bind_text(st, 4, target)) ||
+        (rc = cx_db_bind_text(st, 5, addr)) || (rc = cx_db_bind_text(st, 6, result))) {
+        cx_db_finish(st);
         return rc;
     }
-    if ((rc = run(s, st, NULL)) != CX_OK)
+    if ((rc = cx_db_run(st, NULL)) != CX_OK)
         return rc;
     /* Trimmed so failures from the network cannot grow the file without bound; now and
      * then rather than on every insert: ids only grow, so one range delete keeps roughly
@@ -1762,11 +1689,11 @@ int mx_audit(mx_store *s, int64_t now, const char *actor, const char *action,
     sqlite3_int64 id = sqlite3_last_insert_rowid(s->ms_db);
     if (id % 1024 == 0 && id > MX_AUDIT_MAX_ROWS) {
         st = s->ms_st[S_AUDIT_TRIM];
-        if ((rc = bind_i64(st, 1, id - MX_AUDIT_MAX_ROWS)) != CX_OK) {
-            finish(st);
+        if ((rc = cx_db_bind_i64(st, 1, id - MX_AUDIT_MAX_ROWS)) != CX_OK) {
+            cx_db_finish(st);
             return rc;
         }
-        rc = run(s, st, NULL);
+        rc = cx_db_run(st, NULL);
     }
     return rc;
 }
@@ -1793,7 +1720,7 @@ json_t *mx_audit_list(mx_store *s, int limit)
     if (arr == NULL)
         return NULL;
     sqlite3_stmt *st = s->ms_st[S_AUDIT_LIST];
-    if (bind_i64(st, 1, limit) != CX_OK)
+    if (cx_db_bind_i64(st, 1, limit) != CX_OK)
         goto fail;
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1811,10 +1738,10 @@ json_t *mx_audit_list(mx_store *s, int limit)
     }
     if (step != SQLITE_DONE)
         goto fail;
-    finish(st);
+    cx_db_finish(st);
     return arr;
 fail:
-    finish(st);
+    cx_db_finish(st);
     json_decref(arr);
     return NULL;
 }

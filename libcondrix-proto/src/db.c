@@ -18,22 +18,6 @@
 
 #define DB_BUSY_TIMEOUT_MS 5000
 
-static void set_err(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(char **errmsg, const char *fmt, ...)
-{
-    if (errmsg == NULL)
-        return;
-    free(*errmsg);
-    *errmsg = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL; /* out of memory: the caller still gets the error code */
-    va_end(ap);
-    *errmsg = s;
-}
 
 static bool is_memory_path(const char *path)
 {
@@ -46,19 +30,19 @@ static int prepare_file(const char *path, char **errmsg)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        set_err(errmsg, "cannot open %s: %s", path, strerror(errno));
+        cx_set_errmsg(errmsg, "cannot open %s: %s", path, strerror(errno));
         return CX_E_IO;
     }
     int rc = CX_OK;
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        set_err(errmsg, "cannot stat %s: %s", path, strerror(errno));
+        cx_set_errmsg(errmsg, "cannot stat %s: %s", path, strerror(errno));
         rc = CX_E_IO;
     } else if (!S_ISREG(st.st_mode)) {
-        set_err(errmsg, "%s is not a regular file", path);
+        cx_set_errmsg(errmsg, "%s is not a regular file", path);
         rc = CX_E_IO;
     } else if ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0) {
-        set_err(errmsg, "cannot make %s private (chmod 0600): %s", path, strerror(errno));
+        cx_set_errmsg(errmsg, "cannot make %s private (chmod 0600): %s", path, strerror(errno));
         rc = CX_E_IO;
     }
     close(fd);
@@ -77,7 +61,7 @@ static int tighten_side_file(const char *path, const char *suffix, char **errmsg
     int rc = CX_OK;
     struct stat st;
     if (stat(p, &st) == 0 && (st.st_mode & 07777) != 0600 && chmod(p, 0600) != 0) {
-        set_err(errmsg, "cannot make %s private (chmod 0600): %s", p, strerror(errno));
+        cx_set_errmsg(errmsg, "cannot make %s private (chmod 0600): %s", p, strerror(errno));
         rc = CX_E_IO;
     }
     free(p);
@@ -104,7 +88,7 @@ static int set_wal(sqlite3 *db, bool memory, char **errmsg)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK) {
-        set_err(errmsg, "cannot set WAL mode: %s", sqlite3_errmsg(db));
+        cx_set_errmsg(errmsg, "cannot set WAL mode: %s", sqlite3_errmsg(db));
         return CX_E_DB;
     }
     int rc = CX_E_DB;
@@ -114,9 +98,9 @@ static int set_wal(sqlite3 *db, bool memory, char **errmsg)
         if (mode != NULL && (strcmp(mode, "wal") == 0 || (memory && strcmp(mode, "memory") == 0)))
             rc = CX_OK;
         else
-            set_err(errmsg, "database refused WAL mode (journal_mode is %s)", mode ? mode : "?");
+            cx_set_errmsg(errmsg, "database refused WAL mode (journal_mode is %s)", mode ? mode : "?");
     } else {
-        set_err(errmsg, "cannot set WAL mode: %s", sqlite3_errmsg(db));
+        cx_set_errmsg(errmsg, "cannot set WAL mode: %s", sqlite3_errmsg(db));
     }
     sqlite3_finalize(st);
     return rc;
@@ -127,7 +111,7 @@ static int migrate(sqlite3 *db, const char *path, const cx_db_migration *migrati
 {
     int version = 0;
     if (get_user_version(db, &version) != CX_OK) {
-        set_err(errmsg, "cannot read schema version of %s: %s", path, sqlite3_errmsg(db));
+        cx_set_errmsg(errmsg, "cannot read schema version of %s: %s", path, sqlite3_errmsg(db));
         return CX_E_DB;
     }
     if (version == n)
@@ -136,29 +120,29 @@ static int migrate(sqlite3 *db, const char *path, const cx_db_migration *migrati
     /* Another process may be migrating at this moment: take the write lock, then look
      * again, so each migration runs exactly once. */
     if (cx_db_begin(db) != CX_OK) {
-        set_err(errmsg, "cannot lock %s for migration: %s", path, sqlite3_errmsg(db));
+        cx_set_errmsg(errmsg, "cannot lock %s for migration: %s", path, sqlite3_errmsg(db));
         return CX_E_DB;
     }
     if (get_user_version(db, &version) != CX_OK) {
-        set_err(errmsg, "cannot read schema version of %s: %s", path, sqlite3_errmsg(db));
+        cx_set_errmsg(errmsg, "cannot read schema version of %s: %s", path, sqlite3_errmsg(db));
         goto fail;
     }
     if (version > n) {
-        set_err(errmsg,
+        cx_set_errmsg(errmsg,
                 "%s has schema version %d but this program knows only up to %d: it was "
                 "written by a newer Condrix; upgrade this binary (or use another CONDRIX_HOME)",
                 path, version, n);
         goto fail;
     }
     if (version < 0) {
-        set_err(errmsg, "%s has an invalid schema version %d", path, version);
+        cx_set_errmsg(errmsg, "%s has an invalid schema version %d", path, version);
         goto fail;
     }
     for (int i = version; i < n; i++) {
         char *e = NULL;
         if (migrations[i].sql == NULL ||
             sqlite3_exec(db, migrations[i].sql, NULL, NULL, &e) != SQLITE_OK) {
-            set_err(errmsg, "schema migration %d -> %d of %s failed: %s", i, i + 1, path,
+            cx_set_errmsg(errmsg, "schema migration %d -> %d of %s failed: %s", i, i + 1, path,
                     e ? e : "no SQL");
             sqlite3_free(e);
             goto fail;
@@ -167,7 +151,7 @@ static int migrate(sqlite3 *db, const char *path, const cx_db_migration *migrati
     char sql[48];
     snprintf(sql, sizeof sql, "PRAGMA user_version=%d", n);
     if (cx_db_exec(db, sql) != CX_OK || cx_db_commit(db) != CX_OK) {
-        set_err(errmsg, "cannot commit schema migration of %s: %s", path, sqlite3_errmsg(db));
+        cx_set_errmsg(errmsg, "cannot commit schema migration of %s: %s", path, sqlite3_errmsg(db));
         goto fail;
     }
     return CX_OK;
@@ -182,7 +166,7 @@ int cx_db_open(const char *path, const cx_db_migration *migrations, int n, sqlit
     if (errmsg != NULL)
         *errmsg = NULL;
     if (out == NULL || path == NULL || n < 0 || (n > 0 && migrations == NULL)) {
-        set_err(errmsg, "invalid arguments to cx_db_open");
+        cx_set_errmsg(errmsg, "invalid arguments to cx_db_open");
         return CX_E_INVAL;
     }
     *out = NULL;
@@ -199,14 +183,14 @@ int cx_db_open(const char *path, const cx_db_migration *migrations, int n, sqlit
     int src = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                              SQLITE_OPEN_NOMUTEX, NULL);
     if (src != SQLITE_OK) {
-        set_err(errmsg, "cannot open database %s: %s", path,
+        cx_set_errmsg(errmsg, "cannot open database %s: %s", path,
                 db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
         rc = src == SQLITE_NOMEM ? CX_E_NOMEM : CX_E_DB;
         goto fail;
     }
     sqlite3_extended_result_codes(db, 0);
     if (sqlite3_busy_timeout(db, DB_BUSY_TIMEOUT_MS) != SQLITE_OK) {
-        set_err(errmsg, "cannot set busy timeout: %s", sqlite3_errmsg(db));
+        cx_set_errmsg(errmsg, "cannot set busy timeout: %s", sqlite3_errmsg(db));
         rc = CX_E_DB;
         goto fail;
     }
@@ -214,7 +198,7 @@ int cx_db_open(const char *path, const cx_db_migration *migrations, int n, sqlit
         goto fail;
     if (cx_db_exec(db, "PRAGMA synchronous=FULL") != CX_OK ||
         cx_db_exec(db, "PRAGMA foreign_keys=ON") != CX_OK) {
-        set_err(errmsg, "cannot configure database %s: %s", path, sqlite3_errmsg(db));
+        cx_set_errmsg(errmsg, "cannot configure database %s: %s", path, sqlite3_errmsg(db));
         rc = CX_E_DB;
         goto fail;
     }
@@ -269,4 +253,56 @@ void cx_db_rollback(sqlite3 *db)
     /* After some errors SQLite has already rolled back; a second ROLLBACK would fail. */
     if (db != NULL && !sqlite3_get_autocommit(db))
         (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int cx_db_err(int rc)
+{
+    switch (rc) {
+    case SQLITE_CONSTRAINT: return CX_E_EXISTS;
+    case SQLITE_NOMEM: return CX_E_NOMEM;
+    default: return CX_E_DB;
+    }
+}
+
+void cx_db_finish(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+int cx_db_bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    int rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+    return rc == SQLITE_OK ? CX_OK : cx_db_err(rc);
+}
+
+int cx_db_bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
+{
+    int rc = sqlite3_bind_blob(st, i, p, (int)n, SQLITE_STATIC);
+    return rc == SQLITE_OK ? CX_OK : cx_db_err(rc);
+}
+
+int cx_db_bind_i64(sqlite3_stmt *st, int i, int64_t v)
+{
+    int rc = sqlite3_bind_int64(st, i, v);
+    return rc == SQLITE_OK ? CX_OK : cx_db_err(rc);
+}
+
+int cx_db_run(sqlite3_stmt *st, int *changes)
+{
+    int rc = sqlite3_step(st);
+    int out = rc == SQLITE_DONE ? CX_OK : cx_db_err(rc);
+    if (out == CX_OK && changes != NULL)
+        *changes = sqlite3_changes(sqlite3_db_handle(st));
+    cx_db_finish(st);
+    return out;
+}
+
+int cx_db_first_row(sqlite3_stmt *st)
+{
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        return CX_OK;
+    cx_db_finish(st);
+    return step == SQLITE_DONE ? CX_E_NOTFOUND : cx_db_err(step);
 }

@@ -1,6 +1,10 @@
 /* Human-readable text for the library's error codes. */
 #include "condrix/error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
 const char *cx_strerror(int err)
 {
     switch (err) {
@@ -25,4 +29,19 @@ const char *cx_strerror(int err)
     case CX_E_CLOSED: return "connection closed";
     default: return "unknown error";
     }
+}
+
+void cx_set_errmsg(char **errmsg, const char *fmt, ...)
+{
+    if (errmsg == NULL)
+        return;
+    free(*errmsg);
+    *errmsg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    char *m = NULL;
+    if (vasprintf(&m, fmt, ap) < 0)
+        m = NULL;
+    va_end(ap);
+    *errmsg = m;
 }

@@ -5,6 +5,8 @@
 #define CONDRIX_DB_H
 
 #include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* Migration i (0-based) takes the schema from version i to i+1. */
 typedef struct cx_db_migration {
@@ -22,6 +24,24 @@ int cx_db_open(const char *path, const cx_db_migration *migrations, int n, sqlit
 void cx_db_close(sqlite3 *db);
 /* Run SQL with no results; CX_OK or CX_E_DB. */
 int cx_db_exec(sqlite3 *db, const char *sql);
+/* ---- statement plumbing shared by the stores ---- */
+/* An SQLite result code as ours: CX_E_EXISTS for a constraint, CX_E_NOMEM, else CX_E_DB. */
+int cx_db_err(int sqlite_rc);
+/* Reset and unbind: frees the read snapshot and drops pointers to caller buffers bound
+ * SQLITE_STATIC (some of them secrets about to be wiped). */
+void cx_db_finish(sqlite3_stmt *st);
+/* Bind without copying (SQLITE_STATIC: the value must outlive the step); NULL text binds
+ * SQL NULL. CX_OK or cx_db_err. */
+int cx_db_bind_text(sqlite3_stmt *st, int i, const char *s);
+int cx_db_bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n);
+int cx_db_bind_i64(sqlite3_stmt *st, int i, int64_t v);
+/* Step a statement that returns no rows, then finish it; *changes (may be NULL) gets the
+ * rows changed. */
+int cx_db_run(sqlite3_stmt *st, int *changes);
+/* Step a bound query for its first row: CX_OK (row ready; the caller reads, then
+ * finishes), CX_E_NOTFOUND or an error (the statement is already finished then). */
+int cx_db_first_row(sqlite3_stmt *st);
+
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK. */
 int cx_db_begin(sqlite3 *db);
 int cx_db_commit(sqlite3 *db);

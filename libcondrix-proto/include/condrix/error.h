@@ -32,4 +32,8 @@ enum cx_error {
 /* A static, human-readable description of an error code. */
 const char *cx_strerror(int err);
 
+/* Replace *errmsg (when errmsg is not NULL) with a malloc'd printf-style message for the
+ * operator; on ENOMEM *errmsg is left NULL and the caller's error code still tells. */
+void cx_set_errmsg(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

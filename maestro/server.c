@@ -431,20 +431,6 @@ int mx_server_start(mx_server *m, uv_loop_t *loop, const mx_options *opt)
     snprintf(m->maestro_id, sizeof m->maestro_id, "%s", mx_store_maestro_id(m->store));
     if ((rc = load_client_auth(m)) != CX_OK || (rc = load_core_secret(m)) != CX_OK)
         return rc;
-    if ((rc = first_start_admin(m)) != CX_OK) {
-        cx_log_error("cannot create the first-start user: %s", cx_strerror(rc));
-        return rc;
-    }
-    /* Unknown users are verified against this, so they cost the same time. */
-    char dummy[MX_PASSWORD_GEN_CHARS + 1];
-    cx_password_generate(dummy, MX_PASSWORD_GEN_CHARS);
-    rc = cx_password_hash(dummy, m->dummy_hash);
-    sodium_memzero(dummy, sizeof dummy);
-    if (rc != CX_OK) {
-        cx_log_error("cannot hash a password: %s", cx_strerror(rc));
-        return rc;
-    }
-
     cx_ratelimit_config rcfg;
     const char *bad = NULL;
     if (cx_ratelimit_config_from_env(&rcfg, &bad) != CX_OK) {
@@ -476,6 +462,21 @@ int mx_server_start(mx_server *m, uv_loop_t *loop, const mx_options *opt)
             return rc;
         }
     }
+    /* Only once the configuration is known to be good: the password is shown once. */
+    if ((rc = first_start_admin(m)) != CX_OK) {
+        cx_log_error("cannot create the first-start user: %s", cx_strerror(rc));
+        return rc;
+    }
+    /* Unknown users are verified against this, so they cost the same time. */
+    char dummy[MX_PASSWORD_GEN_CHARS + 1];
+    cx_password_generate(dummy, MX_PASSWORD_GEN_CHARS);
+    rc = cx_password_hash(dummy, m->dummy_hash);
+    sodium_memzero(dummy, sizeof dummy);
+    if (rc != CX_OK) {
+        cx_log_error("cannot hash a password: %s", cx_strerror(rc));
+        return rc;
+    }
+
     if ((rc = cx_server_listen(m->srv, opt->host, opt->port, &err)) != CX_OK) {
         cx_log_error("cannot listen on %s:%d: %s", opt->host, opt->port,
                      err ? err : cx_strerror(rc));

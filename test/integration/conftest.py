@@ -153,11 +153,14 @@ class CoreServer:
         assert self.alive(), "condrix-core died (rc %s)\n%s" % (self.proc.returncode, self.stderr()[-4000:])
 
     def send_signal(self, sig):
+        if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
+            self.expected_dead = True
         self.proc.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=None):
         """Send sig, wait for exit (bounded), return the exit code."""
         self.assert_alive()
+        self.expected_dead = True
         self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout or h.t(10))
@@ -192,8 +195,8 @@ class CoreServer:
                     rc = "timeout"
                 if rc != 0:
                     problems.append("exit code %s after SIGTERM at teardown" % rc)
-            elif not self.expected_dead and self.proc.returncode not in (0,):
-                problems.append("server was not running at teardown (crashed? rc %s)" % self.proc.returncode)
+            elif not self.expected_dead:
+                problems.append("server exited on its own before teardown (rc %s)" % self.proc.returncode)
         err = self.all_stderr()
         if "Sanitizer" in err or "runtime error:" in err:
             i = max(err.find("Sanitizer"), err.find("runtime error:"))

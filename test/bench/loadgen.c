@@ -2,10 +2,14 @@
  * speaks its core/auth handshake, such as the Node reference peer in peer.js) through
  * the library's own sans-I/O client halves: cx_http for the upgrade, cx_ws in client role.
  *
- * Three modes, each printing one machine-readable line of key=value pairs on stdout:
+ * Five modes, each printing one machine-readable line of key=value pairs on stdout:
  *   handshake  C workers loop over connect, upgrade, core/auth, reply, close handshake
  *   requests   C authenticated connections each keep K core/health requests in flight
  *   idle       open N authenticated connections and hold them (memory, fd ceiling)
+ *   relay      as requests, but signed in to a Maestro, each core/health carrying
+ *              targetCoreId so Maestro relays it to a Core and back
+ *   logins     C connections to a Maestro upgrade first, then all send maestro/login at
+ *              once: the wall time until every one is answered, and each one's latency
  * With --server-pid, the server's own CPU time (utime + stime from /proc/PID/stat) is
  * read at the edges of the measured window, so CPU per operation stays honest even when
  * this process competes with the server for the same cores; idle mode reads VmRSS. */
@@ -42,12 +46,16 @@
 #define IDLE_STALL_MS 3000       /* idle mode: no handshake finished this long = ceiling */
 #define IDLE_FAIL_MAX 100        /* idle mode: this many failures = the server is full */
 #define TICK_MS 250
+#define SETUP_TIMEOUT_MS 20000   /* requests/relay/logins: every connection ready by then */
+#define LOGINS_TIMEOUT_MS 60000  /* logins: every login answered by then */
+#define ID_MAX 128               /* relay: a Core id we put in targetCoreId */
 
-enum mode { MODE_HANDSHAKE, MODE_REQUESTS, MODE_IDLE };
+enum mode { MODE_HANDSHAKE, MODE_REQUESTS, MODE_IDLE, MODE_RELAY, MODE_LOGINS };
 
 enum cstate {
     CS_CONNECTING, /* TCP connect in flight */
     CS_UPGRADING,  /* upgrade request sent, response head awaited */
+    CS_WAITING,    /* logins: upgraded, holding the login until every connection is */
     CS_AUTHING,    /* core/auth sent, reply awaited */
     CS_OPEN,       /* authenticated */
     CS_CLOSING,    /* we sent a close frame; the server's close is awaited */
@@ -100,6 +108,11 @@ static struct bench {
     const char *host;        /* server address, IPv4 */
     int port;                /* server port */
     const char *token;       /* access token for core/auth */
+    const char *user;        /* relay/logins: Maestro user name */
+    const char *password;    /* relay/logins: its password */
+    const char *session;     /* relay: a Maestro session token (maestro/auth, no hashing) */
+    const char *target_core; /* relay: the Core's Maestro id, sent as targetCoreId */
+    char *req_tail;          /* relay: ,"targetCoreId":"..." appended to each request */
     const char *path;        /* request target of the upgrade */
     unsigned conns;          /* handshake workers / request connections / idle target */
     unsigned target;         /* idle: the target as asked (conns may shrink to our fd limit) */
@@ -109,6 +122,7 @@ static struct bench {
     double settle;           /* idle: wait before reading memory */
     unsigned concurrency;    /* idle: handshakes in flight at once */
     int server_pid;          /* 0: no server-side figures */
+    int also_pid;            /* a second process whose CPU counts too (relay: the Core) */
     bool hold;               /* idle: hold until stdin closes or a signal */
     bool bind_src;           /* rotate source addresses (loopback targets only) */
 
@@ -124,10 +138,12 @@ static struct bench {
     bool stopping;           /* no new work; closing everything */
     uint64_t ops;            /* completed operations inside the window */
     uint64_t errors;         /* failed operations (any time) */
+    unsigned answered;       /* logins: logins answered, either way */
     char first_error[160];   /* the first failure, for the report */
     int first_error_code;    /* its code: a libuv/condrix error, HTTP status or close code */
     samples lat;             /* latencies inside the window */
     proc_snap cpu0, cpu1;    /* server CPU at window edges */
+    proc_snap also0, also1;  /* the --also-pid process's CPU at window edges */
     struct rusage self0, self1; /* our own CPU at window edges */
     uint64_t win_start_ns, win_end_ns; /* the window (idle: the opening) in hrtime */
 
@@ -159,6 +175,10 @@ static void conn_start(void);
 static void conn_close(bconn *c);
 static void idle_maybe_done(void);
 static void idle_opening_finished(void);
+static void window_open(void);
+static void window_close(void);
+static void print_window(const char *mode);
+static void stop_all(void);
 
 /* ---- small helpers ---- */
 
@@ -316,6 +336,58 @@ static bool json_str_is(const char *msg, size_t len, const char *key, const char
     return memcmp(v + 1, want, wl) == 0 && v[1 + wl] == '"';
 }
 
+/* Copy the string value of "key" (unescaped bytes as they stand) into out, or "?". */
+static void json_str_copy(const char *msg, size_t len, const char *key, char *out, size_t cap)
+{
+    const char *v = json_value(msg, len, key);
+    const char *end = msg + len;
+    size_t n = 0;
+    if (v != NULL && *v == '"')
+        for (v++; v < end && *v != '"' && n + 1 < cap; v++)
+            out[n++] = *v;
+    if (n == 0 && cap > 1)
+        out[n++] = '?';
+    out[n] = '\0';
+}
+
+/* Append s as a JSON string, quotes included: user names and passwords are ours to quote. */
+static int json_append_str(cx_buf *b, const char *s)
+{
+    int rc = cx_buf_append(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; rc == CX_OK && *p; p++) {
+        if (*p == '"' || *p == '\\')
+            rc = cx_buf_appendf(b, "\\%c", *p);
+        else if (*p < 0x20)
+            rc = cx_buf_appendf(b, "\\u%04x", *p);
+        else
+            rc = cx_buf_append(b, p, 1);
+    }
+    return rc == CX_OK ? cx_buf_append(b, "\"", 1) : rc;
+}
+
+static const char *mode_name(void)
+{
+    switch (B.mode) {
+    case MODE_HANDSHAKE:
+        return "handshake";
+    case MODE_REQUESTS:
+        return "requests";
+    case MODE_IDLE:
+        return "idle";
+    case MODE_RELAY:
+        return "relay";
+    case MODE_LOGINS:
+        return "logins";
+    }
+    return "?";
+}
+
+/* Relay runs the requests machinery, only signed in to Maestro and with targetCoreId. */
+static bool requests_like(void)
+{
+    return B.mode == MODE_REQUESTS || B.mode == MODE_RELAY;
+}
+
 /* ---- output ---- */
 
 static void on_written(uv_write_t *req, int status)
@@ -377,11 +449,16 @@ static int uncork(bconn *c)
 
 static void send_health(bconn *c)
 {
-    char msg[256];
+    char msg[512];
     int n = snprintf(msg, sizeof msg,
                      "{\"id\":\"r%u-%" PRIu64 "\",\"type\":\"request\",\"namespace\":\"core\","
-                     "\"action\":\"health\",\"payload\":{},\"timestamp\":\"%s\"}",
-                     c->idx, c->seq_sent, B.ts);
+                     "\"action\":\"health\",\"payload\":{},\"timestamp\":\"%s\"%s}",
+                     c->idx, c->seq_sent, B.ts, B.req_tail != NULL ? B.req_tail : "");
+    if (n < 0 || (size_t)n >= sizeof msg) {
+        note_error("request too long", CX_E_NOMEM);
+        conn_close(c);
+        return;
+    }
     if (c->sent_at != NULL)
         c->sent_at[c->seq_sent % B.pipeline] = uv_hrtime();
     c->seq_sent++;
@@ -391,12 +468,50 @@ static void send_health(bconn *c)
     }
 }
 
+/* Logins mode: once every login is answered (or its connection lost), report and stop. */
+static void logins_maybe_done(void)
+{
+    if (B.mode != MODE_LOGINS || B.stopping || B.answered < B.conns)
+        return;
+    window_close();
+    print_window("logins");
+    stop_all();
+}
+
+static void on_login_reply(bconn *c, const char *msg, size_t len)
+{
+    uint64_t now = uv_hrtime();
+    c->st = CS_OPEN;
+    B.answered++;
+    if (json_is_true(msg, len, "success") && json_is_true(msg, len, "authenticated") &&
+        json_str_is(msg, len, "correlationId", "auth-1")) {
+        B.ops++;
+        samples_add(&B.lat, now - c->t_start);
+    } else {
+        char code[48], what[96];
+        json_str_copy(msg, len, "code", code, sizeof code);
+        snprintf(what, sizeof what, "maestro/login refused: %s", code);
+        note_error(what, 0);
+    }
+    logins_maybe_done();
+}
+
 static void conn_fail(bconn *c, const char *what, int code)
 {
     if (c->closing)
         return;
     if (!B.stopping)
         note_error(what, code);
+    bool login_lost = false;
+    if (B.mode == MODE_LOGINS) {
+        if (c->st == CS_AUTHING) {
+            B.answered++;
+            login_lost = true;
+        } else if (c->ready) {
+            B.ready--;
+        }
+        c->ready = false;
+    }
     if (B.mode == MODE_IDLE) {
         B.failed++;
         if (!c->ready && B.inflight > 0)
@@ -410,12 +525,26 @@ static void conn_fail(bconn *c, const char *what, int code)
         conn_start();
     if (B.mode == MODE_IDLE)
         idle_maybe_done();
+    if (login_lost)
+        logins_maybe_done();
 }
 
 static void on_auth_reply(bconn *c, const char *msg, size_t len)
 {
-    if (!json_is_true(msg, len, "success") || !json_str_is(msg, len, "correlationId", "auth-1")) {
-        conn_fail(c, "core/auth refused", 0);
+    if (B.mode == MODE_LOGINS) {
+        on_login_reply(c, msg, len);
+        return;
+    }
+    if (!json_is_true(msg, len, "success") || !json_str_is(msg, len, "correlationId", "auth-1") ||
+        (B.mode == MODE_RELAY && !json_is_true(msg, len, "authenticated"))) {
+        char code[48], what[96];
+        json_str_copy(msg, len, "code", code, sizeof code);
+        snprintf(what, sizeof what, "%s refused: %s",
+                 B.mode != MODE_RELAY ? "core/auth"
+                 : B.session != NULL  ? "maestro/auth"
+                                      : "maestro/login",
+                 code);
+        conn_fail(c, what, 0);
         return;
     }
     c->st = CS_OPEN;
@@ -426,8 +555,11 @@ static void on_auth_reply(bconn *c, const char *msg, size_t len)
             conn_fail(c, "close", CX_E_IO);
         break;
     case MODE_REQUESTS:
+    case MODE_RELAY:
         c->ready = true;
         B.ready++;
+        break;
+    case MODE_LOGINS: /* answered above */
         break;
     case MODE_IDLE:
         c->ready = true;
@@ -445,7 +577,10 @@ static void on_health_reply(bconn *c, const char *msg, size_t len)
     snprintf(want, sizeof want, "r%u-%" PRIu64, c->idx, c->seq_recv);
     if (!json_is_true(msg, len, "success") || !json_str_is(msg, len, "correlationId", want) ||
         !json_str_is(msg, len, "status", "ok")) {
-        conn_fail(c, "core/health reply", 0);
+        char code[48], what[96];
+        json_str_copy(msg, len, "code", code, sizeof code);
+        snprintf(what, sizeof what, "core/health reply: %s", code);
+        conn_fail(c, what, 0);
         return;
     }
     uint64_t now = uv_hrtime();
@@ -471,9 +606,13 @@ static void ws_on_message(void *ud, const char *msg, size_t len)
     bconn *c = ud;
     if (c->closing)
         return;
+    /* Maestro pushes core.online/offline and the Cores' events to signed-in clients;
+     * they are not answers. */
+    if (B.mode == MODE_RELAY && json_str_is(msg, len, "type", "event"))
+        return;
     if (c->st == CS_AUTHING)
         on_auth_reply(c, msg, len);
-    else if (c->st == CS_OPEN)
+    else if (c->st == CS_OPEN && B.mode != MODE_LOGINS)
         on_health_reply(c, msg, len);
 }
 
@@ -517,10 +656,17 @@ static void on_upgrade_head(bconn *c, const uint8_t *rest, size_t rest_len)
         conn_fail(c, "cx_ws_new", CX_E_NOMEM);
         return;
     }
-    c->st = CS_AUTHING;
-    if (cx_ws_send_text(c->ws, B.auth_msg, B.auth_len) != CX_OK) {
-        conn_fail(c, "send core/auth", CX_E_IO);
-        return;
+    if (B.mode == MODE_LOGINS) {
+        /* Hold the login: all of them leave together once every connection is upgraded. */
+        c->st = CS_WAITING;
+        c->ready = true;
+        B.ready++;
+    } else {
+        c->st = CS_AUTHING;
+        if (cx_ws_send_text(c->ws, B.auth_msg, B.auth_len) != CX_OK) {
+            conn_fail(c, "send auth", CX_E_IO);
+            return;
+        }
     }
     if (rest_len > 0 && !c->closing) {
         int rc = cx_ws_feed(c->ws, rest, rest_len);
@@ -645,7 +791,7 @@ static void conn_start(void)
     c->tcp.data = c;
     c->creq.data = c;
     cx_buf_init(&c->out, (size_t)MESSAGE_MAX * 4);
-    if (B.mode == MODE_REQUESTS)
+    if (requests_like())
         c->sent_at = xmalloc(B.pipeline * sizeof *c->sent_at);
     c->resp = cx_http_resp_new(HEAD_MAX);
     if (c->resp == NULL) {
@@ -730,6 +876,8 @@ static void window_open(void)
     getrusage(RUSAGE_SELF, &B.self0);
     if (B.server_pid > 0)
         B.cpu0 = read_cpu(B.server_pid);
+    if (B.also_pid > 0)
+        B.also0 = read_cpu(B.also_pid);
 }
 
 static void window_close(void)
@@ -739,6 +887,8 @@ static void window_close(void)
     getrusage(RUSAGE_SELF, &B.self1);
     if (B.server_pid > 0)
         B.cpu1 = read_cpu(B.server_pid);
+    if (B.also_pid > 0)
+        B.also1 = read_cpu(B.also_pid);
 }
 
 static void print_window(const char *mode)
@@ -749,8 +899,11 @@ static void print_window(const char *mode)
     double rate = secs > 0 ? (double)B.ops / secs : 0;
     printf("mode=%s ops=%" PRIu64 " seconds=%.3f rate=%.1f p50_us=%u p99_us=%u conns=%u", mode,
            B.ops, secs, rate, percentile(&B.lat, 50), percentile(&B.lat, 99), B.conns);
-    if (B.mode == MODE_REQUESTS)
+    if (requests_like())
         printf(" pipeline=%u", B.pipeline);
+    if (B.mode == MODE_LOGINS)
+        printf(" answered=%u wall_ms=%.1f max_us=%u", B.answered, secs * 1e3,
+               percentile(&B.lat, 100));
     if (B.server_pid > 0 && B.cpu0.ok && B.cpu1.ok) {
         double us = ticks_to_us(B.cpu1.ticks - B.cpu0.ticks);
         double uus = ticks_to_us(B.cpu1.uticks - B.cpu0.uticks);
@@ -758,6 +911,10 @@ static void print_window(const char *mode)
                " server_sys_us_per_op=%.2f server_cpu_util=%.2f",
                us, B.ops ? us / (double)B.ops : 0, B.ops ? uus / (double)B.ops : 0,
                B.ops ? (us - uus) / (double)B.ops : 0, secs > 0 ? us / 1e6 / secs : 0);
+    }
+    if (B.also_pid > 0 && B.also0.ok && B.also1.ok) {
+        double us = ticks_to_us(B.also1.ticks - B.also0.ticks);
+        printf(" also_cpu_us=%.0f also_cpu_us_per_op=%.2f", us, B.ops ? us / (double)B.ops : 0);
     }
     double self_us = rusage_us(&B.self1) - rusage_us(&B.self0);
     printf(" client_cpu_us_per_op=%.2f errors=%" PRIu64, B.ops ? self_us / (double)B.ops : 0,
@@ -774,7 +931,7 @@ static void on_window_end(uv_timer_t *t)
 {
     (void)t;
     window_close();
-    print_window(B.mode == MODE_HANDSHAKE ? "handshake" : "requests");
+    print_window(mode_name());
     stop_all();
 }
 
@@ -788,8 +945,8 @@ static void on_requests_setup_timeout(uv_timer_t *t)
 {
     (void)t;
     fprintf(stderr, "condrix-bench: only %u of %u connections authenticated\n", B.ready, B.conns);
-    printf("mode=requests ops=0 ready=%u conns=%u errors=%" PRIu64 " first_error=\"%s\"\n",
-           B.ready, B.conns, B.errors, B.first_error[0] ? B.first_error : "timeout");
+    printf("mode=%s ops=0 ready=%u conns=%u errors=%" PRIu64 " first_error=\"%s\"\n",
+           mode_name(), B.ready, B.conns, B.errors, B.first_error[0] ? B.first_error : "timeout");
     B.exit_code = 1;
     stop_all();
 }
@@ -815,6 +972,46 @@ static void on_requests_tick(uv_timer_t *t)
             conn_fail(c, "write", CX_E_IO);
     }
     uv_timer_start(&B.timer, on_warmup_end, (uint64_t)(B.warmup * 1000), 0);
+}
+
+/* ---- logins mode ---- */
+
+/* Not every login answered in time: report what came back. */
+static void on_logins_timeout(uv_timer_t *t)
+{
+    (void)t;
+    if (B.answered < B.conns)
+        note_error("logins not answered in time", UV_ETIMEDOUT);
+    window_close();
+    print_window("logins");
+    stop_all();
+}
+
+/* Once every connection is upgraded, send all the logins in one go: the wall time then
+ * measures Maestro's password checks (its hash pool), not our connects. */
+static void on_logins_tick(uv_timer_t *t)
+{
+    if (B.ready < B.conns) {
+        if (B.live == B.ready && B.errors > 0) {
+            uv_timer_stop(t);
+            on_requests_setup_timeout(&B.timer);
+        }
+        return;
+    }
+    uv_timer_stop(t);
+    window_open();
+    bconn *next;
+    for (bconn *c = B.all; c != NULL; c = next) {
+        next = c->next;
+        if (c->closing || c->st != CS_WAITING)
+            continue;
+        c->st = CS_AUTHING;
+        c->t_start = uv_hrtime();
+        if (cx_ws_send_text(c->ws, B.auth_msg, B.auth_len) != CX_OK)
+            conn_fail(c, "send maestro/login", CX_E_IO);
+    }
+    if (!B.stopping)
+        uv_timer_start(&B.timer, on_logins_timeout, LOGINS_TIMEOUT_MS, 0);
 }
 
 /* ---- idle mode ---- */
@@ -964,28 +1161,42 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: condrix-bench MODE [options]\n"
-            "Load generator for a running Condrix Core (or a server speaking its core/auth).\n"
+            "Load generator for a running Condrix Core (or a server speaking its core/auth)\n"
+            "and for Maestro.\n"
             "modes:\n"
             "  handshake   C workers loop: connect, upgrade, core/auth, reply, close handshake\n"
             "  requests    C authenticated connections, K core/health requests in flight each\n"
             "  idle        open N authenticated connections, report, then exit (or --hold)\n"
+            "  relay       C connections signed in to Maestro (maestro/auth with --session,\n"
+            "              else maestro/login), K core/health in flight each, relayed to\n"
+            "              the Core --target-core names\n"
+            "  logins      C connections to Maestro upgrade, then all send maestro/login at\n"
+            "              once; wall time until all are answered, latency of each\n"
             "options:\n"
             "  --host ADDR        server IPv4 address (127.0.0.1)\n"
             "  --port PORT        server port (required)\n"
             "  --token T          access token for core/auth (or CONDRIX_BENCH_TOKEN)\n"
-            "  --conns N          workers / connections / idle target (16 / 64 / 10000)\n"
+            "  --user U           relay/logins: Maestro user (CONDRIX_BENCH_USER, default-admin)\n"
+            "  --password P       relay/logins: its password (or CONDRIX_BENCH_PASSWORD)\n"
+            "  --session T        relay: a Maestro session token (or CONDRIX_BENCH_SESSION)\n"
+            "  --session-file F   relay: read the session token from F\n"
+            "  --target-core ID   relay: the Core's Maestro id (targetCoreId)\n"
+            "  --conns N          workers / connections / idle target / logins\n"
+            "                     (16 / 64 / 10000 / 64 / 50)\n"
             "  --pipeline K       requests in flight per connection (1)\n"
             "  --seconds S        measured window (5)\n"
             "  --warmup S         unmeasured run-in before the window (1)\n"
             "  --settle S         idle: wait before reading memory (2)\n"
             "  --concurrency N    idle: handshakes in flight at once (200)\n"
             "  --server-pid PID   read the server's CPU and RSS from /proc\n"
+            "  --also-pid PID     read this process's CPU too (relay: the Core behind Maestro)\n"
             "  --hold             idle: after reporting, hold until stdin (a pipe) closes,\n"
             "                     SIGINT or SIGTERM\n"
             "  --path P           upgrade request target (/)\n"
             "  --help, --version\n"
             "Output: one line of key=value pairs (ops, rate, p50_us, p99_us, server_cpu_us_per_op;\n"
-            "idle: held, rss_base_kb, rss_kb, bytes_per_conn). Exit 1 when nothing was measured.\n");
+            "idle: held, rss_base_kb, rss_kb, bytes_per_conn; logins: answered, wall_ms,\n"
+            "max_us). Exit 1 when nothing was measured.\n");
 }
 
 static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -1010,6 +1221,26 @@ static bool parse_secs(const char *s, double *out)
     return true;
 }
 
+/* The session token from a file (its first line), so it stays out of the process list. */
+static int read_session_file(const char *path)
+{
+    static char tok[256];
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "condrix-bench: cannot read %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    bool got = fgets(tok, sizeof tok, f) != NULL;
+    fclose(f);
+    tok[strcspn(tok, "\r\n \t")] = '\0';
+    if (!got || tok[0] == '\0') {
+        fprintf(stderr, "condrix-bench: %s holds no session token\n", path);
+        return -1;
+    }
+    B.session = tok;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv)
 {
     if (argc < 2) {
@@ -1031,6 +1262,10 @@ static int parse_args(int argc, char **argv)
         B.mode = MODE_REQUESTS, conns = 64;
     else if (strcmp(argv[1], "idle") == 0)
         B.mode = MODE_IDLE, conns = 10000;
+    else if (strcmp(argv[1], "relay") == 0)
+        B.mode = MODE_RELAY, conns = 64;
+    else if (strcmp(argv[1], "logins") == 0)
+        B.mode = MODE_LOGINS, conns = 50;
     else {
         fprintf(stderr, "condrix-bench: unknown mode '%s' (try --help)\n", argv[1]);
         return 2;
@@ -1043,6 +1278,12 @@ static int parse_args(int argc, char **argv)
     B.settle = 2;
     B.concurrency = 200;
     B.token = getenv("CONDRIX_BENCH_TOKEN");
+    B.user = getenv("CONDRIX_BENCH_USER");
+    if (B.user == NULL || B.user[0] == '\0')
+        B.user = "default-admin";
+    B.password = getenv("CONDRIX_BENCH_PASSWORD");
+    B.session = getenv("CONDRIX_BENCH_SESSION");
+    const char *session_file = NULL;
     unsigned long port = 0, v;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -1059,6 +1300,16 @@ static int parse_args(int argc, char **argv)
             ok = parse_uint(val, 65535, &port) && port > 0;
         } else if (strcmp(a, "--token") == 0) {
             B.token = val;
+        } else if (strcmp(a, "--user") == 0) {
+            B.user = val;
+        } else if (strcmp(a, "--password") == 0) {
+            B.password = val;
+        } else if (strcmp(a, "--session") == 0) {
+            B.session = val;
+        } else if (strcmp(a, "--session-file") == 0) {
+            session_file = val;
+        } else if (strcmp(a, "--target-core") == 0) {
+            B.target_core = val;
         } else if (strcmp(a, "--conns") == 0) {
             ok = parse_uint(val, 1000000, &conns) && conns > 0;
         } else if (strcmp(a, "--pipeline") == 0) {
@@ -1070,6 +1321,9 @@ static int parse_args(int argc, char **argv)
         } else if (strcmp(a, "--server-pid") == 0) {
             ok = parse_uint(val, 1u << 30, &v) && v > 0;
             B.server_pid = (int)v;
+        } else if (strcmp(a, "--also-pid") == 0) {
+            ok = parse_uint(val, 1u << 30, &v) && v > 0;
+            B.also_pid = (int)v;
         } else if (strcmp(a, "--seconds") == 0) {
             ok = parse_secs(val, &B.seconds) && B.seconds > 0;
         } else if (strcmp(a, "--warmup") == 0) {
@@ -1091,11 +1345,41 @@ static int parse_args(int argc, char **argv)
     }
     B.conns = (unsigned)conns;
     B.target = B.conns;
-    if (port == 0 || B.token == NULL || B.token[0] == '\0') {
-        fprintf(stderr, "condrix-bench: --port and --token are required\n");
+    if (port == 0) {
+        fprintf(stderr, "condrix-bench: --port is required\n");
         return 2;
     }
     B.port = (int)port;
+    if (session_file != NULL && read_session_file(session_file) != 0)
+        return 2;
+    if (B.session != NULL && B.session[0] == '\0')
+        B.session = NULL;
+    switch (B.mode) {
+    case MODE_HANDSHAKE:
+    case MODE_REQUESTS:
+    case MODE_IDLE:
+        if (B.token == NULL || B.token[0] == '\0') {
+            fprintf(stderr, "condrix-bench: --token is required\n");
+            return 2;
+        }
+        break;
+    case MODE_RELAY:
+        if (B.target_core == NULL || B.target_core[0] == '\0') {
+            fprintf(stderr, "condrix-bench: relay needs --target-core\n");
+            return 2;
+        }
+        if (B.session == NULL && (B.password == NULL || B.password[0] == '\0')) {
+            fprintf(stderr, "condrix-bench: relay needs --session, --session-file or --password\n");
+            return 2;
+        }
+        break;
+    case MODE_LOGINS:
+        if (B.password == NULL || B.password[0] == '\0') {
+            fprintf(stderr, "condrix-bench: logins needs --password\n");
+            return 2;
+        }
+        break;
+    }
     return -1;
 }
 
@@ -1109,8 +1393,65 @@ static void raise_fd_limit(void)
     }
 }
 
+/* Relay: the sign-in to Maestro, and the targetCoreId every request carries. */
+static int build_maestro_msgs(void)
+{
+    cx_buf b;
+    cx_buf_init(&b, 8192);
+    int rc;
+    if (B.mode == MODE_RELAY && B.session != NULL) {
+        rc = cx_buf_append_str(&b, "{\"id\":\"auth-1\",\"type\":\"request\",\"namespace\":"
+                                   "\"maestro\",\"action\":\"auth\",\"payload\":{\"sessionToken\":");
+        if (rc == CX_OK)
+            rc = json_append_str(&b, B.session);
+    } else {
+        rc = cx_buf_append_str(&b, "{\"id\":\"auth-1\",\"type\":\"request\",\"namespace\":"
+                                   "\"maestro\",\"action\":\"login\",\"payload\":{\"username\":");
+        if (rc == CX_OK)
+            rc = json_append_str(&b, B.user);
+        if (rc == CX_OK)
+            rc = cx_buf_append_str(&b, ",\"password\":");
+        if (rc == CX_OK)
+            rc = json_append_str(&b, B.password);
+    }
+    if (rc == CX_OK)
+        rc = cx_buf_appendf(&b, "},\"timestamp\":\"%s\"}", B.ts);
+    if (rc != CX_OK) {
+        cx_buf_free(&b);
+        fprintf(stderr, "condrix-bench: credentials too long\n");
+        return -1;
+    }
+    B.auth_msg = xmalloc(b.len + 1);
+    memcpy(B.auth_msg, b.data, b.len);
+    B.auth_msg[b.len] = '\0';
+    B.auth_len = b.len;
+    b.len = 0;
+    if (B.mode == MODE_RELAY) {
+        if (strlen(B.target_core) > ID_MAX) {
+            cx_buf_free(&b);
+            fprintf(stderr, "condrix-bench: --target-core is longer than %d\n", ID_MAX);
+            return -1;
+        }
+        rc = cx_buf_append_str(&b, ",\"targetCoreId\":");
+        if (rc == CX_OK)
+            rc = json_append_str(&b, B.target_core);
+        if (rc != CX_OK) {
+            cx_buf_free(&b);
+            fprintf(stderr, "condrix-bench: out of memory\n");
+            return -1;
+        }
+        B.req_tail = xmalloc(b.len + 1);
+        memcpy(B.req_tail, b.data, b.len);
+        B.req_tail[b.len] = '\0';
+    }
+    cx_buf_free(&b);
+    return 0;
+}
+
 static int build_auth_msg(void)
 {
+    if (B.mode == MODE_RELAY || B.mode == MODE_LOGINS)
+        return build_maestro_msgs();
     /* A token is printable ASCII without quotes or backslashes, or the JSON would lie. */
     for (const char *p = B.token; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == '"' || *p == '\\' || (unsigned char)*p > 0x7e) {
@@ -1170,10 +1511,17 @@ int main(int argc, char **argv)
         uv_timer_start(&B.timer, on_warmup_end, (uint64_t)(B.warmup * 1000), 0);
         break;
     case MODE_REQUESTS:
+    case MODE_RELAY:
         for (unsigned i = 0; i < B.conns; i++)
             conn_start();
-        uv_timer_start(&B.timer, on_requests_setup_timeout, 20000, 0);
+        uv_timer_start(&B.timer, on_requests_setup_timeout, SETUP_TIMEOUT_MS, 0);
         uv_timer_start(&B.tick, on_requests_tick, 10, 10);
+        break;
+    case MODE_LOGINS:
+        for (unsigned i = 0; i < B.conns; i++)
+            conn_start();
+        uv_timer_start(&B.timer, on_requests_setup_timeout, SETUP_TIMEOUT_MS, 0);
+        uv_timer_start(&B.tick, on_logins_tick, 10, 10);
         break;
     case MODE_IDLE:
         if (B.server_pid > 0) {
@@ -1194,5 +1542,6 @@ int main(int argc, char **argv)
     uv_run(B.loop, UV_RUN_NOWAIT);
     free(B.lat.v);
     free(B.auth_msg);
+    free(B.req_tail);
     return B.exit_code;
 }

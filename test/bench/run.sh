@@ -5,11 +5,14 @@
 # (make does), reports rather than gates (exit 0 when a target is missed, MISSED says
 # so), uses only 127.0.0.0/8, and kills every process it started.
 #
-# usage: test/bench/run.sh BIN_DIR          (BIN_DIR holds condrix-core and condrix-bench)
+# usage: test/bench/run.sh BIN_DIR          (BIN_DIR holds condrix-core and condrix-bench,
+#                                             and condrix-maestro for the Maestro section)
 # knobs: BENCH_SECONDS (5)   measured window of each load phase
 #        BENCH_IDLE_CONNS (10000), BENCH_MAX_CONNS (19900)   idle phases
-#        BENCH_CORE_LOG_LEVEL (info, the Core's default: one log line per session)
+#        BENCH_CORE_LOG_LEVEL (info, the Core's default: one log line per session; Maestro too)
 #        BENCH_NO_PEER=1     measure the Core alone
+#        BENCH_NO_MAESTRO=1  skip the Maestro section
+#        BENCH_RELAY_PIPELINES ("1 8")   pipelines of the direct/relay pairs
 #
 # Phases, for each server in turn, with rate limits lifted:
 #   handshake  16 workers looping connect, upgrade, core/auth, reply, close
@@ -18,6 +21,13 @@
 #              (VmRSS with them - VmRSS before) / 10,000
 #   fd limit   as many idle connections as the descriptor limit allows (19,900 asked)
 # Server CPU is utime + stime of the server process from /proc/PID/stat over the window.
+#
+# Then Maestro (a fresh one, rate limits lifted), with a fresh Core paired to it:
+#   direct     64 connections straight to the Core, core/health, K in flight each
+#   relay      the same through Maestro (targetCoreId), the connections signed in with
+#              maestro/auth on one session made beforehand: no password hashing in the window
+#   logins     50 connections upgrade, then all send maestro/login at once: wall time
+#              until all 50 are answered, and each one's latency
 set -uo pipefail
 
 BIN_DIR=${1:?usage: run.sh BIN_DIR}
@@ -171,6 +181,113 @@ measure() {
     stop_server "$pid"
 }
 
+# ---- Maestro: relay against direct, concurrent logins ----
+
+MAESTRO=$BIN_DIR/condrix-maestro
+RELAY_KS=${BENCH_RELAY_PIPELINES:-1 8}
+MX_SKIPPED=""
+
+# Sets MX_HOME, MX_PORT, MX_PID and MX_PASSWORD (the first-start admin password).
+start_maestro() {
+    MX_HOME=$(mktemp -d "$WORK/maestro.XXXXXX")
+    MX_PORT=$(free_port)
+    CONDRIX_HOME=$MX_HOME CONDRIX_LOG_LEVEL=$LOG_LEVEL \
+        CONDRIX_RATE_CONN_MAX=0 CONDRIX_RATE_AUTH_MAX=0 CONDRIX_RATE_MSG_MAX=0 \
+        "$MAESTRO" --data-dir "$MX_HOME" --host 127.0.0.1 --port "$MX_PORT" \
+        >"$MX_HOME/stdout" 2>"$MX_HOME/stderr" </dev/null &
+    MX_PID=$!
+    PIDS+=("$MX_PID")
+    if ! wait_ready "$MX_PORT" "$MX_PID"; then
+        echo "bench: condrix-maestro did not come up; its log:" >&2
+        tail -5 "$MX_HOME/stderr" >&2
+        return 1
+    fi
+    # The password is the line after this one; it is flushed before the listener opens.
+    MX_PASSWORD=""
+    for _ in $(seq 1 25); do
+        MX_PASSWORD=$(awk 'p { print; exit } /shown only this once/ { p = 1 }' "$MX_HOME/stdout")
+        [ -n "$MX_PASSWORD" ] && return 0
+        sleep 0.2
+    done
+    echo "bench: condrix-maestro printed no first-start password" >&2
+    return 1
+}
+
+# Sign in once and poll cores.list until the Core is online (at most 15 s). Prints the
+# Core's Maestro id; the session token goes to the file $2, for the relay connections.
+maestro_core_id() {
+    local port=$1 session_file=$2
+    CONDRIX_BENCH_PASSWORD=$MX_PASSWORD timeout 30 /usr/bin/python3 - "$port" "$session_file" \
+        2>"$WORK/mx.setup.err" <<'EOF'
+import asyncio, json, os, sys, time
+import websockets
+
+async def call(ws, rid, action, payload):
+    await ws.send(json.dumps({"id": rid, "type": "request", "namespace": "maestro",
+                              "action": action, "payload": payload,
+                              "timestamp": "2025-01-01T00:00:00.000Z"}))
+    while True:  # core.online events may come first
+        m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if m.get("correlationId") == rid:
+            if not m.get("success"):
+                raise SystemExit("maestro/%s failed: %s" % (action, m.get("error")))
+            return m["payload"]
+
+async def main():
+    async with websockets.connect("ws://127.0.0.1:%s/" % sys.argv[1], open_timeout=10) as ws:
+        p = await call(ws, "s1", "login", {"username": "default-admin",
+                                           "password": os.environ["CONDRIX_BENCH_PASSWORD"]})
+        fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, (p["sessionToken"] + "\n").encode())
+        os.close(fd)
+        deadline = time.monotonic() + 15
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            cores = (await call(ws, "c%d" % n, "cores.list", {}))["cores"]
+            online = [c["id"] for c in cores if c.get("status") == "online"]
+            if online:
+                print(online[0])
+                return
+            await asyncio.sleep(0.2)
+        raise SystemExit("the Core did not come online within 15 s")
+
+asyncio.run(main())
+EOF
+}
+
+measure_maestro() {
+    local code core_pid core_port mid k
+    echo "bench: maestro: relay against direct (${SECS} s windows), 50 concurrent logins" >&2
+    start_maestro || return 1
+    code=$(timeout 10 "$MAESTRO" --data-dir "$MX_HOME" pair --json 2>"$WORK/mx.pair.err" |
+        sed -n 's/.*"code" *: *"\([^"]*\)".*/\1/p')
+    if [ -z "$code" ]; then
+        echo "bench: condrix-maestro pair made no code: $(head -c 200 "$WORK/mx.pair.err")" >&2
+        return 1
+    fi
+    # A fresh Core, joining this Maestro with the pairing code (start_core passes the
+    # environment of its call on to the Core).
+    CONDRIX_MAESTRO_URL=ws://127.0.0.1:$MX_PORT/ CONDRIX_MAESTRO_TOKEN=$code start_core || return 1
+    core_pid=$SRV_PID core_port=$SRV_PORT
+    mid=$(maestro_core_id "$MX_PORT" "$WORK/mx.session")
+    if [ -z "$mid" ]; then
+        echo "bench: no online Core in Maestro's cores.list: $(tail -c 300 "$WORK/mx.setup.err")" >&2
+        return 1
+    fi
+    for k in $RELAY_KS; do
+        bench requests --port "$core_port" --conns 64 --pipeline "$k" --seconds "$SECS" \
+            --server-pid "$core_pid" >"$WORK/mx.direct$k"
+        bench relay --port "$MX_PORT" --session-file "$WORK/mx.session" --target-core "$mid" \
+            --conns 64 --pipeline "$k" --seconds "$SECS" --server-pid "$MX_PID" \
+            --also-pid "$core_pid" >"$WORK/mx.relay$k"
+    done
+    CONDRIX_BENCH_PASSWORD=$MX_PASSWORD bench logins --port "$MX_PORT" --conns 50 \
+        --server-pid "$MX_PID" >"$WORK/mx.logins"
+    stop_server "$core_pid"
+    stop_server "$MX_PID"
+}
+
 have_peer=1
 if [ "${BENCH_NO_PEER:-0}" = 1 ]; then
     have_peer=0
@@ -189,6 +306,15 @@ fi
 measure core start_core || echo "bench: the Core phases did not complete" >&2
 if [ "$have_peer" = 1 ]; then
     measure peer start_peer || echo "bench: the peer phases did not complete" >&2
+fi
+if [ "${BENCH_NO_MAESTRO:-0}" = 1 ]; then
+    MX_SKIPPED="BENCH_NO_MAESTRO=1"
+elif [ ! -x "$MAESTRO" ]; then
+    MX_SKIPPED="$MAESTRO is missing"
+elif ! /usr/bin/python3 -c 'import websockets' 2>/dev/null; then
+    MX_SKIPPED="/usr/bin/python3 has no websockets module (python3-websockets)"
+else
+    measure_maestro || echo "bench: the Maestro phases did not complete" >&2
 fi
 
 val() { # val NAME PHASE KEY
@@ -274,4 +400,68 @@ if [ "$MISSES" -gt 0 ]; then
 else
     echo "bench: all $VERDICTS targets met."
 fi
+
+# ---- the Maestro section ----
+
+mrow() { # mrow LABEL DIRECT RELAY: relay/direct next to them
+    local ratio="-"
+    if [ -n "${2:-}" ] && [ -n "${3:-}" ] && [ "$2" != 0 ]; then
+        ratio=$(awk -v a="$3" -v b="$2" 'BEGIN { printf "%.3f", a / b }')
+    fi
+    printf '%-44s %12s %12s %12s\n' "$1" "${2:--}" "${3:--}" "$ratio"
+}
+
+# ms MICROSECONDS: milliseconds with one decimal, or "-".
+ms() {
+    if [ -n "${1:-}" ]; then
+        awk -v v="$1" 'BEGIN { printf "%.1f", v / 1000 }'
+    else
+        echo "-"
+    fi
+}
+
+echo
+if [ -n "$MX_SKIPPED" ]; then
+    echo "maestro: skipped ($MX_SKIPPED)."
+    exit 0
+fi
+echo "maestro relay: client -> Maestro -> Core -> back, against the same core/health sent straight"
+echo "to the same Core in the same run; 64 connections, ${SECS} s windows, rate limits LIFTED on both"
+echo "(CONDRIX_RATE_CONN_MAX=0 CONDRIX_RATE_AUTH_MAX=0 CONDRIX_RATE_MSG_MAX=0). Relay connections"
+echo "sign in with maestro/auth on one session made beforehand: no password hashing in the window."
+echo
+printf '%-44s %12s %12s %12s\n' "metric" "direct" "relay" "relay/direct"
+printf '%-44s %12s %12s %12s\n' "------" "------" "-----" "------------"
+for k in $RELAY_KS; do
+    d99=$(val mx direct$k p99_us)
+    r99=$(val mx relay$k p99_us)
+    added=""
+    [ -n "$d99" ] && [ -n "$r99" ] && added=$((r99 - d99))
+    mrow "requests/s (64 conns, pipeline $k)" "$(val mx direct$k rate)" "$(val mx relay$k rate)"
+    mrow "round trip p50 (us, pipeline $k)" "$(val mx direct$k p50_us)" "$(val mx relay$k p50_us)"
+    mrow "round trip p99 (us, pipeline $k)" "$d99" "$r99"
+    printf '%-44s %12s %12s\n' "added p99: relay - direct (us, pipeline $k)" "" "${added:--}"
+    mrow "Core CPU per request (us, pipeline $k)" "$(val mx direct$k server_cpu_us_per_op)" \
+        "$(val mx relay$k also_cpu_us_per_op)"
+    printf '%-44s %12s %12s\n' "Maestro CPU per relayed request (us)" "" \
+        "$(val mx relay$k server_cpu_us_per_op)"
+    printf '%-44s %12s %12s\n' "  of which user space (us)" "" \
+        "$(val mx relay$k server_user_us_per_op)"
+    printf '%-44s %12s %12s\n' "Maestro CPU in use (cores)" "" \
+        "$(val mx relay$k server_cpu_util)"
+done
+echo
+echo "50 concurrent maestro/login with the right password (Argon2id: 19 MiB, 2 passes; 2 hashes"
+echo "at a time in Maestro's thread pool, 64 may wait); the clock starts once all 50 are sent:"
+printf '%-44s %12s\n' "wall time until all 50 answered (ms)" "$(val mx logins wall_ms)"
+printf '%-44s %12s\n' "signed in / answered" "$(val mx logins ops)/$(val mx logins answered)"
+printf '%-44s %12s\n' "per login p50 (ms)" "$(ms "$(val mx logins p50_us)")"
+printf '%-44s %12s\n' "per login p99 (ms)" "$(ms "$(val mx logins p99_us)")"
+printf '%-44s %12s\n' "Maestro CPU per login (ms)" "$(ms "$(val mx logins server_cpu_us_per_op)")"
+echo
+echo "raw results:"
+for f in "$WORK"/mx.direct* "$WORK"/mx.relay* "$WORK"/mx.logins; do
+    [ -f "$f" ] || continue
+    echo "  $(basename "$f"): $(cat "$f")"
+done
 exit 0

@@ -10,7 +10,7 @@ Q := $(if $(V),,@)
 
 DEB_PKGS := build-essential pkg-config clang libuv1-dev libwslay-dev libmbedtls-dev \
   libsqlite3-dev libjansson-dev libsodium-dev node-llhttp libqrencode-dev \
-  libcmocka-dev oathtool python3-websockets python3-pytest sqlite3 openssl curl nodejs npm \
+  libcmocka-dev oathtool python3-websockets python3-pytest sqlite3 openssl curl nodejs@node npm@npm \
   nginx systemd chromium
 
 PKG_LIBS := libuv sqlite3 jansson libsodium libqrencode
@@ -43,6 +43,12 @@ CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 CORE_A := $(BUILD)/core.a
 MAESTRO_SRC := $(filter-out maestro/main.c,$(sort $(wildcard maestro/*.c)))
 MAESTRO_OBJ := $(MAESTRO_SRC:%.c=$(BUILD)/%.o)
+# The web client (maestro/web/) is embedded in condrix-maestro by a small generator.
+WEB_FILES := $(sort $(wildcard maestro/web/*.html maestro/web/*.js maestro/web/*.css \
+  maestro/web/*.svg maestro/web/*.png maestro/web/*.ico))
+WEB_EMBED := $(BUILD)/gen/web-embed
+WEB_GEN := $(BUILD)/gen/web_assets.c
+MAESTRO_OBJ += $(BUILD)/gen/web_assets.o
 MAESTRO_A := $(BUILD)/maestro.a
 CLI_SRC := $(filter-out cli/main.c,$(sort $(wildcard cli/*.c)))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -60,7 +66,7 @@ UNIT_SRC := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 BENCH_BIN := $(BUILD)/bin/condrix-bench
 
-.PHONY: all deps run test check unit integration fuzz fuzz-smoke bench clean
+.PHONY: all deps run test check unit integration browser fuzz fuzz-smoke bench clean
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -68,6 +74,8 @@ all: $(BINS)
 # Installs what is missing; quick when everything is there.
 deps:
 	@./test/deps.sh $(DEB_PKGS)
+	@[ test/browser/node_modules/.package-lock.json -nt test/browser/package-lock.json ] || \
+	  npm ci --prefix test/browser --no-audit --no-fund
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -77,6 +85,17 @@ $(BUILD)/%.o: %.c
 $(BUILD)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) -I$(LLHTTP_INC) -O2 -g -w $(if $(filter 1,$(SAN)),$(OPT)) -c $< -o $@
+
+# Built and run on the build machine, never with sanitizers: it only writes a C file.
+$(WEB_EMBED): maestro/web/embed.c maestro/web/webfile.h
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) -std=c17 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -o $@ $<
+$(WEB_GEN): $(WEB_EMBED) $(WEB_FILES)
+	@echo "  EMBED   $@"
+	$(Q)$(WEB_EMBED) $@ $(WEB_FILES)
+$(BUILD)/gen/web_assets.o: $(WEB_GEN) maestro/web/webfile.h
+	$(Q)$(CC) $(CPPFLAGS) -Imaestro/web $(CFLAGS) -c $< -o $@
+$(BUILD)/maestro/web.o: maestro/web/webfile.h
 
 $(LIB_A): $(LIB_OBJ) $(LLHTTP_OBJ)
 	@rm -f $@
@@ -126,7 +145,12 @@ unit: $(UNIT_BIN)
 integration: all
 	CONDRIX_BIN_DIR=$(abspath $(BUILD)/bin) $(PY) -m pytest -q -p no:cacheprovider test/integration
 
-check: all unit integration
+# Real chromium against real Maestro and Cores; screenshots in test-output/browser/.
+browser: all
+	CONDRIX_BIN_DIR=$(abspath $(BUILD)/bin) CONDRIX_TEST_OUTPUT=$(abspath test-output/browser) \
+	  node --test test/browser/
+
+check: all unit integration browser
 
 # The suite twice: a normal build, then ASan + UBSan; fuzz drivers briefly.
 test: deps

@@ -6,6 +6,7 @@
 
 #include "condrix/clock.h"
 #include "condrix/error.h"
+#include "condrix/limits.h"
 #include "condrix/log.h"
 #include "condrix/msg.h"
 #include "condrix/token.h"
@@ -166,6 +167,19 @@ static void on_auth_answer(cx_core_link *l, const cx_msg *m)
     v = json_object_get(p, "id");
     snprintf(l->id, sizeof l->id, "%s", json_is_string(v) ? json_string_value(v) : "");
     v = json_object_get(p, "permanentToken");
+    if (!json_is_string(v) && l->sent_env && l->env_token && cx_token_well_formed(l->env_token)) {
+        /* An admin handed this token over by hand (rotation while we were offline) and
+         * Maestro accepted it: keep it, so the stale stored token stops being tried. */
+        char *db = stored_token(l);
+        bool same = db && sodium_memcmp(db, l->env_token, CX_TOKEN_HEX_CHARS) == 0;
+        wipe_free(db);
+        if (!same) {
+            if (cx_tokens_setting_set(l->core->tokens, "maestro.token", l->env_token) == CX_OK)
+                cx_log_info("maestro: accepted CONDRIX_MAESTRO_TOKEN; stored it as this Core's token");
+            else
+                cx_log_error("maestro: cannot store the token from CONDRIX_MAESTRO_TOKEN");
+        }
+    }
     if (json_is_string(v)) {
         const char *tok = json_string_value(v);
         if (!cx_token_well_formed(tok)) {

@@ -6,10 +6,12 @@
 #include "condrix/config.h"
 #include "condrix/error.h"
 #include "condrix/log.h"
+#include "condrix/signals.h"
 #include "condrix/version.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,18 +58,9 @@ static void usage(FILE *out)
 
 static cx_core core;
 
-static void on_signal(uv_signal_t *h, int signum)
+static void stop_server(void *arg)
 {
-    cx_log_info("received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    cx_core_stop(&core);
-    uv_signal_stop(h);
-    uv_close((uv_handle_t *)h, NULL);
-    /* The other signal handle too, so the loop can run dry. */
-    uv_signal_t *other = h->data;
-    if (!uv_is_closing((uv_handle_t *)other)) {
-        uv_signal_stop(other);
-        uv_close((uv_handle_t *)other, NULL);
-    }
+    cx_core_stop(arg);
 }
 
 /* As many descriptors as the hard limit allows: each connection needs one. */
@@ -198,15 +191,11 @@ int main(int argc, char **argv)
         free(home);
         return 1;
     }
-    uv_signal_t sigint, sigterm;
-    uv_signal_init(loop, &sigint);
-    uv_signal_init(loop, &sigterm);
-    sigint.data = &sigterm;
-    sigterm.data = &sigint;
-    uv_signal_start(&sigint, on_signal, SIGINT);
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    cx_signals sig;
+    cx_signals_start(&sig, loop, stop_server, &core);
 
     uv_run(loop, UV_RUN_DEFAULT);
+    cx_signals_close(&sig, loop);
 
     cx_core_free(&core);
     uv_loop_close(loop);

@@ -73,14 +73,34 @@ static void send_json(caller *k, json_t *m)
     free(text);
 }
 
+/* Direct replies are written as text in one step; relayed ones go to the link as trees. */
 static void reply_ok(caller *k, const cx_msg *req, json_t *payload)
 {
-    send_json(k, cx_msg_ok(req->ns, req->action, req->id, payload));
+    if (!k->conn) {
+        send_json(k, cx_msg_ok(req->ns, req->action, req->id, payload));
+        return;
+    }
+    size_t len;
+    char *text = cx_msg_encode_ok(req->ns, req->action, req->id, payload, &len);
+    if (!text)
+        return;
+    (void)cx_conn_send_text(k->conn, text, len);
+    free(text);
 }
 
 static void reply_err(caller *k, const cx_msg *req, const char *code, const char *message)
 {
-    send_json(k, cx_msg_fail(req->ns, req->action, req->id, code, message, NULL, NULL));
+    if (!k->conn) {
+        send_json(k, cx_msg_fail(req->ns, req->action, req->id, code, message, NULL, NULL));
+        return;
+    }
+    size_t len;
+    char *text =
+        cx_msg_encode_fail(req->ns, req->action, req->id, code, message, NULL, NULL, &len);
+    if (!text)
+        return;
+    (void)cx_conn_send_text(k->conn, text, len);
+    free(text);
 }
 
 static json_t *auth_failed_payload(void)
@@ -859,7 +879,7 @@ static void on_message(cx_server *srv, cx_conn *c, const char *text, size_t len)
     caller k = {s, c, core};
     cx_msg msg;
     cx_msg_error err;
-    if (cx_msg_decode(text, len, &msg, &err) != CX_OK) {
+    if (cx_msg_decode_lean(text, len, &msg, &err) != CX_OK) {
         s->invalid++;
         send_json(&k, cx_msg_fail("core", "error", err.id[0] ? err.id : NULL, "INVALID_MESSAGE",
                                  err.message, NULL, NULL));

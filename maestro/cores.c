@@ -185,6 +185,8 @@ void mx_core_auth(mx_server *m, cx_conn *c, const cx_msg *req)
     char pairing_id[MX_ID_CHARS + 1] = "";
     const char *how = "token";
     int rc = mx_core_check_token(m->store, core_id, token, &core);
+    if (rc == CX_OK && mx_pairing_consume_core(m->store, core_id) != CX_OK)
+        cx_log_warn("core %s: could not mark its pairing code used", core.core_id);
     if (rc != CX_OK && cx_pairing_well_formed(token)) {
         rc = mx_pairing_redeem(m->store, token, core_id, now, pairing_id);
         if (rc == CX_E_EXPIRED) {

@@ -102,6 +102,7 @@ typedef struct mx_server {
     bool tick_started;
     unsigned ticks;               /* sweeps of stores and limiters run every 60th */
     bool stopping;                /* shutdown in progress */
+    const char *web_dir;          /* --web-dir, or NULL for the embedded web client */
 } mx_server;
 
 /* Options the binary resolved from flags and the environment. */
@@ -110,6 +111,7 @@ typedef struct mx_options {
     int port;
     const char *home;             /* data directory */
     const char *tls_cert, *tls_key;
+    const char *web_dir;          /* serve the web client from here, NULL: embedded */
 } mx_options;
 
 /* Open the store, make the first-start admin (printed on stdout), listen. */

@@ -7,9 +7,11 @@
 #include "condrix/config.h"
 #include "condrix/error.h"
 #include "condrix/log.h"
+#include "condrix/signals.h"
 #include "condrix/version.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,8 @@ static void usage(FILE *out)
             "  --data-dir DIR    data directory              CONDRIX_HOME (~/.condrix)\n"
             "  --tls-cert FILE   PEM certificate chain: serve wss://   CONDRIX_MAESTRO_TLS_CERT\n"
             "  --tls-key FILE    PEM private key              CONDRIX_MAESTRO_TLS_KEY\n"
+            "  --web-dir DIR     serve the web client from DIR instead of the copy built\n"
+            "                    in (for developing it)   CONDRIX_MAESTRO_WEB_DIR\n"
             "  -h, --help        show this help\n"
             "  -V, --version     show the version\n"
             "\n"
@@ -38,6 +42,9 @@ static void usage(FILE *out)
             "                               (prefer pairing codes)\n"
             "  CONDRIX_MAESTRO_CLIENT_AUTH  \"disabled\": loopback clients without forwarding\n"
             "                               headers may list Cores and relay unsigned (enabled)\n"
+            "  CONDRIX_MAESTRO_ALLOWED_ORIGINS  other origins whose pages may open the\n"
+            "                           WebSocket, comma-separated (https://a.example,...);\n"
+            "                           Maestro's own origin is always allowed\n"
             "  CONDRIX_TRUSTED_PROXIES  proxies whose CF-Connecting-IP / X-Forwarded-For count\n"
             "                           (default: loopback)\n"
             "  CONDRIX_RATE_CONN_MAX, CONDRIX_RATE_AUTH_MAX, CONDRIX_RATE_MSG_MAX,\n"
@@ -54,18 +61,9 @@ static void usage(FILE *out)
 
 static mx_server maestro;
 
-static void on_signal(uv_signal_t *h, int signum)
+static void stop_server(void *arg)
 {
-    cx_log_info("received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    mx_server_stop(&maestro);
-    uv_signal_stop(h);
-    uv_close((uv_handle_t *)h, NULL);
-    /* The other signal handle too, so the loop can run dry. */
-    uv_signal_t *other = h->data;
-    if (!uv_is_closing((uv_handle_t *)other)) {
-        uv_signal_stop(other);
-        uv_close((uv_handle_t *)other, NULL);
-    }
+    mx_server_stop(arg);
 }
 
 /* As many descriptors as the hard limit allows: each connection needs one. */
@@ -97,6 +95,9 @@ int main(int argc, char **argv)
         opt.tls_cert = NULL;
     if (opt.tls_key && !*opt.tls_key)
         opt.tls_key = NULL;
+    opt.web_dir = getenv("CONDRIX_MAESTRO_WEB_DIR");
+    if (opt.web_dir && !*opt.web_dir)
+        opt.web_dir = NULL;
 
     int i = 1;
     for (; i < argc; i++) {
@@ -104,7 +105,7 @@ int main(int argc, char **argv)
         const char *val = NULL;
         /* Flags that take a value: --flag VALUE or --flag=VALUE. */
         static const char *const with_value[] = {"--host", "--port", "--data-dir", "--tls-cert",
-                                                 "--tls-key"};
+                                                 "--tls-key", "--web-dir"};
         int which = -1;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) {
             size_t n = strlen(with_value[k]);
@@ -131,6 +132,8 @@ int main(int argc, char **argv)
             opt.tls_cert = val;
         } else if (which == 4) {
             opt.tls_key = val;
+        } else if (which == 5) {
+            opt.web_dir = val;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
@@ -173,15 +176,11 @@ int main(int argc, char **argv)
         free(home);
         return 1;
     }
-    uv_signal_t sigint, sigterm;
-    uv_signal_init(loop, &sigint);
-    uv_signal_init(loop, &sigterm);
-    sigint.data = &sigterm;
-    sigterm.data = &sigint;
-    uv_signal_start(&sigint, on_signal, SIGINT);
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    cx_signals sig;
+    cx_signals_start(&sig, loop, stop_server, &maestro);
 
     uv_run(loop, UV_RUN_DEFAULT);
+    cx_signals_close(&sig, loop);
 
     mx_server_free(&maestro);
     uv_loop_close(loop);

@@ -3,6 +3,7 @@
  * first message, dispatch with the session re-checked on every request, and start/stop.
  * Sign-in and admin actions live in clients.c, Core links in cores.c, relaying in relay.c. */
 #include "maestro.h"
+#include "web.h"
 
 #include "condrix/clock.h"
 #include "condrix/error.h"
@@ -218,6 +219,18 @@ static int on_upgrade(cx_server *srv, cx_conn *c, const cx_http_req *req)
     mx_server *m = cx_server_data(srv);
     if (m->stopping)
         return 503;
+    /* A page of another site must not drive a signed-in browser's WebSocket. Answered
+     * here so the 403 carries the security headers; net.c then sends nothing more. */
+    if (!mx_web_origin_allowed(req, getenv("CONDRIX_MAESTRO_ALLOWED_ORIGINS"),
+                               cx_server_is_tls(srv))) {
+        static const char msg[] = "403 Forbidden: this Origin may not connect "
+                                  "(see CONDRIX_MAESTRO_ALLOWED_ORIGINS)\n";
+        cx_log_info("WebSocket from %s refused: Origin %.100s not allowed", cx_conn_peer(c),
+                    cx_http_req_header(req, "Origin"));
+        cx_conn_http_reply(c, 403, "text/plain; charset=utf-8", mx_web_security_headers(), msg,
+                           sizeof msg - 1);
+        return 403;
+    }
     mx_peer *p = calloc(1, sizeof *p);
     if (!p)
         return 503;
@@ -304,21 +317,29 @@ static void on_close(cx_server *srv, cx_conn *c, uint16_t code)
 
 static void on_http(cx_server *srv, cx_conn *c, const cx_http_req *req)
 {
-    (void)srv;
+    mx_server *m = cx_server_data(srv);
     const char *path = cx_http_req_path(req);
     const char *method = cx_http_req_method(req);
+    char extra[1024];
     if (strcmp(path, "/healthz") == 0 || strncmp(path, "/healthz?", 9) == 0) {
         if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-            cx_conn_http_reply(c, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n",
+            snprintf(extra, sizeof extra, "Allow: GET, HEAD\r\n%s", mx_web_security_headers());
+            cx_conn_http_reply(c, 405, "text/plain; charset=utf-8", extra,
                                "method not allowed\n", 19);
             return;
         }
-        cx_conn_http_reply(c, 200, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n",
-                           "ok", strcmp(method, "HEAD") == 0 ? 0 : 2);
+        snprintf(extra, sizeof extra, "Cache-Control: no-store\r\n%s",
+                 mx_web_security_headers());
+        cx_conn_http_reply(c, 200, "text/plain; charset=utf-8", extra, "ok",
+                           strcmp(method, "HEAD") == 0 ? 0 : 2);
         return;
     }
-    static const char msg[] = "not found: this is a Condrix Maestro; connect with a WebSocket\n";
-    cx_conn_http_reply(c, 404, "text/plain; charset=utf-8", NULL, msg, sizeof msg - 1);
+    if (mx_web_serve(c, req, m->web_dir))
+        return;
+    static const char msg[] = "not found: this is a Condrix Maestro; open / in a browser or "
+                              "connect with a WebSocket\n";
+    cx_conn_http_reply(c, 404, "text/plain; charset=utf-8", mx_web_security_headers(), msg,
+                       sizeof msg - 1);
 }
 
 static const cx_server_callbacks callbacks = {
@@ -416,6 +437,7 @@ int mx_server_start(mx_server *m, uv_loop_t *loop, const mx_options *opt)
     char *err = NULL;
     memset(m, 0, sizeof *m);
     m->loop = loop;
+    m->web_dir = opt->web_dir;
     if (sodium_init() < 0)
         return CX_E_CRYPTO;
     if (cx_mkdir_private(opt->home) != CX_OK) {

@@ -146,6 +146,8 @@ enum stmt {
     S_PAIR_PENDING_COUNT,
     S_PAIR_PENDING_ADD,
     S_PAIR_PENDING_DEL,
+    S_PAIR_USE_CORE,
+    S_PAIR_PENDING_DEL_CORE,
     S_PAIR_USE,
     S_PAIR_SWEEP,
     S_CORE_UPSERT,
@@ -223,6 +225,9 @@ static const char *const stmt_sql[S_N_] = {
                            " VALUES (?1, ?2, ?3)",
     [S_PAIR_PENDING_DEL] = "DELETE FROM pairing_pending WHERE pairing_id = ?1 AND core_id = ?2",
     [S_PAIR_USE] = "UPDATE pairing_codes SET uses = uses + 1 WHERE id = ?1",
+    [S_PAIR_USE_CORE] = "UPDATE pairing_codes SET uses = uses + 1 WHERE id IN "
+                        "(SELECT pairing_id FROM pairing_pending WHERE core_id = ?1)",
+    [S_PAIR_PENDING_DEL_CORE] = "DELETE FROM pairing_pending WHERE core_id = ?1",
     [S_PAIR_SWEEP] = "DELETE FROM pairing_codes WHERE expires_at <= ?1",
     /* A Core paired again keeps its id (grants stay) and its permanent token until it acks
      * the new one; a new pending token replaces an earlier pending one. */
@@ -1359,6 +1364,25 @@ int mx_pairing_consume(mx_store *s, const char *pairing_id, const char *core_id)
     } else if ((rc = mx_pairing_get(s, pairing_id, NULL)) != CX_OK) {
         goto fail;
     }
+    if ((rc = tx_commit(s, nested)) != CX_OK)
+        goto fail;
+    return CX_OK;
+fail:
+    tx_rollback(s, nested);
+    return rc;
+}
+
+int mx_pairing_consume_core(mx_store *s, const char *core_id)
+{
+    if (s == NULL || core_id == NULL)
+        return CX_E_INVAL;
+    bool nested;
+    int rc = tx_begin(s, &nested);
+    if (rc != CX_OK)
+        return rc;
+    if ((rc = run_text2(s, S_PAIR_USE_CORE, core_id, NULL, NULL)) != CX_OK ||
+        (rc = run_text2(s, S_PAIR_PENDING_DEL_CORE, core_id, NULL, NULL)) != CX_OK)
+        goto fail;
     if ((rc = tx_commit(s, nested)) != CX_OK)
         goto fail;
     return CX_OK;

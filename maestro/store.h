@@ -140,6 +140,9 @@ int mx_pairing_redeem(mx_store *s, const char *code, const char *core_id, int64_
 /* The Core acknowledged its permanent token: the code's use is consumed. Idempotent:
  * CX_OK with nothing to consume; CX_E_NOTFOUND only for an unknown pairing_id. */
 int mx_pairing_consume(mx_store *s, const char *pairing_id, const char *core_id);
+/* The Core authenticated with the token a redemption issued (it stored it, then died
+ * before its ack): consume every redemption still pending for core_id. */
+int mx_pairing_consume_core(mx_store *s, const char *core_id);
 /* One code by id, revoked ones included (CX_E_NOTFOUND). */
 int mx_pairing_get(mx_store *s, const char *id, mx_pairing *out);
 /* Forget codes that expired more than a day ago (until then a late redeem still gets

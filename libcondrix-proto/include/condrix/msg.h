@@ -26,6 +26,7 @@ typedef struct cx_msg {
     const char *workspace_id; /* may be NULL */
     const char *target_core_id; /* may be NULL */
     const char *source_core_id; /* may be NULL */
+    void *lean;               /* cx_msg_decode_lean's own storage; NULL otherwise */
 } cx_msg;
 
 /* Why decoding failed; the answer is an INVALID_MESSAGE response. */
@@ -43,7 +44,18 @@ typedef struct cx_msg_error {
 int cx_msg_decode(const char *data, size_t len, cx_msg *msg, cx_msg_error *err);
 void cx_msg_free(cx_msg *msg);
 
-/* Write a fresh unique message id (UUID v4 text, 36 chars + NUL). */
+/* The same verdicts, err->id and err->message, and the same field values as
+ * cx_msg_decode, for a server that only reads the fields and the payload: when the
+ * fast path decodes the message, root is NULL (no tree of the whole envelope is
+ * built, and unknown fields are checked but not kept), the strings live in
+ * msg->lean and payload is owned by msg. Anything unusual (an error member, escaped
+ * keys, deep nesting, any invalid message) takes the cx_msg_decode path instead,
+ * and then root is set as there. Either way, free with cx_msg_free. */
+int cx_msg_decode_lean(const char *data, size_t len, cx_msg *msg, cx_msg_error *err);
+
+/* Write a fresh unique message id (UUID v4 text, 36 chars + NUL). Draws from the
+ * random pool of condrix/random.h: event-loop thread only, like every builder below
+ * that makes an id (cx_msg_ok, cx_msg_fail, cx_msg_make, cx_msg_encode_ok/fail). */
 void cx_msg_new_id(char out[37]);
 /* ISO 8601 UTC with milliseconds for a Unix time in ms: "2026-11-22T10:00:00.000Z". */
 void cx_msg_timestamp(int64_t unix_ms, char out[25]);
@@ -63,6 +75,17 @@ json_t *cx_msg_make(enum cx_msg_type type, const char *ns, const char *action, j
 /* Serialise compactly. Returns a malloc'd NUL-terminated string (free with free())
  * and its length in *len, or NULL on ENOMEM. */
 char *cx_msg_encode(const json_t *msg, size_t *len);
+
+/* cx_msg_encode(cx_msg_ok(...)) in one step, without building the envelope as a tree:
+ * the same text, field order and failure cases (NULL on ENOMEM or when a string is not
+ * valid UTF-8). payload is stolen (NULL means {}); *len (may be NULL) gets the length.
+ * Free the result with free(). */
+char *cx_msg_encode_ok(const char *ns, const char *action, const char *req_id, json_t *payload,
+                       size_t *len);
+/* cx_msg_encode(cx_msg_fail(...)) in one step; details and payload stolen. */
+char *cx_msg_encode_fail(const char *ns, const char *action, const char *req_id,
+                         const char *code, const char *message, json_t *details,
+                         json_t *payload, size_t *len);
 
 const char *cx_msg_type_name(enum cx_msg_type t);
 

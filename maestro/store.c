@@ -587,6 +587,13 @@ int mx_store_open(const char *dir, mx_store **out, char **errmsg)
     /* Deleted rows (sessions, dropped TOTP secrets, old hashes) are overwritten on disk. */
     if ((rc = cx_db_exec(s->ms_db, "PRAGMA secure_delete=ON")) != CX_OK)
         goto fail_msg;
+    /* Maestro commits on its event loop for every sign-in (session and audit rows); an
+     * fsync per commit stalls every other client during a burst. In WAL mode NORMAL is
+     * still safe against a killed process; only an OS crash can undo the last commits, and
+     * every Core-token state that could roll back to is still accepted (pending tokens
+     * are honoured), so no Core is locked out. The Core's own store keeps FULL. */
+    if ((rc = cx_db_exec(s->ms_db, "PRAGMA synchronous=NORMAL")) != CX_OK)
+        goto fail_msg;
     for (int i = 0; i < S_N_; i++) {
         int src = sqlite3_prepare_v3(s->ms_db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                      &s->ms_st[i], NULL);

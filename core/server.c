@@ -8,6 +8,7 @@
 #include "condrix/limits.h"
 #include "condrix/log.h"
 #include "condrix/msg.h"
+#include "condrix/reply.h"
 #include "condrix/token.h"
 #include "condrix/totp.h"
 #include "condrix/version.h"
@@ -58,49 +59,27 @@ typedef struct caller {
 
 static void send_json(caller *k, json_t *m)
 {
-    if (!m)
-        return;
-    if (!k->conn) {
+    if (k->conn)
+        cx_reply_json(k->conn, m);
+    else
         cx_core_link_send(k->core, m);
-        return;
-    }
-    size_t len;
-    char *text = cx_msg_encode(m, &len);
-    json_decref(m);
-    if (!text)
-        return;
-    (void)cx_conn_send_text(k->conn, text, len);
-    free(text);
 }
 
 /* Direct replies are written as text in one step; relayed ones go to the link as trees. */
 static void reply_ok(caller *k, const cx_msg *req, json_t *payload)
 {
-    if (!k->conn) {
+    if (k->conn)
+        cx_reply_ok(k->conn, req, payload);
+    else
         send_json(k, cx_msg_ok(req->ns, req->action, req->id, payload));
-        return;
-    }
-    size_t len;
-    char *text = cx_msg_encode_ok(req->ns, req->action, req->id, payload, &len);
-    if (!text)
-        return;
-    (void)cx_conn_send_text(k->conn, text, len);
-    free(text);
 }
 
 static void reply_err(caller *k, const cx_msg *req, const char *code, const char *message)
 {
-    if (!k->conn) {
+    if (k->conn)
+        cx_reply_err(k->conn, req, code, message);
+    else
         send_json(k, cx_msg_fail(req->ns, req->action, req->id, code, message, NULL, NULL));
-        return;
-    }
-    size_t len;
-    char *text =
-        cx_msg_encode_fail(req->ns, req->action, req->id, code, message, NULL, NULL, &len);
-    if (!text)
-        return;
-    (void)cx_conn_send_text(k->conn, text, len);
-    free(text);
 }
 
 static json_t *auth_failed_payload(void)
@@ -110,32 +89,14 @@ static json_t *auth_failed_payload(void)
 
 /* ---- helpers ---- */
 
-/* A string field of the payload, or NULL when absent, not a string, or holding a NUL
- * (which C would silently cut short: "a\u0000b" must not act as "a"). */
-static const char *payload_str(const cx_msg *m, const char *key)
-{
-    json_t *v = json_is_object(m->payload) ? json_object_get(m->payload, key) : NULL;
-    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-        return NULL;
-    return json_string_value(v);
-}
 
 /* Token name from `tokenName` (the original client's spelling) or `name`. */
 static const char *payload_token_name(const cx_msg *m)
 {
-    const char *n = payload_str(m, "tokenName");
-    return n ? n : payload_str(m, "name");
+    const char *n = cx_msg_payload_str(m, "tokenName");
+    return n ? n : cx_msg_payload_str(m, "name");
 }
 
-static bool has_forwarding_header(const cx_http_req *req)
-{
-    static const char *const names[] = {"X-Forwarded-For", "Forwarded", "CF-Connecting-IP",
-                                        "CF-Ray", "X-Real-IP"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (cx_http_req_header(req, names[i]))
-            return true;
-    return false;
-}
 
 static void iso(int64_t ms, char out[32])
 {
@@ -300,7 +261,7 @@ static void handle_auth(cx_core *core, caller *k, const cx_msg *req)
             if (strcmp(json_string_value(ct), client_types[i]) == 0)
                 s->client_type = i;
     }
-    const char *token = payload_str(req, "token");
+    const char *token = cx_msg_payload_str(req, "token");
     if (!token || !*token) {
         auth_fail(core, k, req, "TOKEN_REQUIRED", "an access token is required", true);
         return;
@@ -561,7 +522,7 @@ static void act_totp_enable(cx_core *core, caller *k, const cx_msg *req)
     const char *name;
     if (!need_token_name(k, req, &name))
         return;
-    const char *code = payload_str(req, "code");
+    const char *code = cx_msg_payload_str(req, "code");
     if (!code) {
         reply_err(k, req, "INVALID_ARGUMENT", "code is required");
         return;
@@ -654,7 +615,7 @@ static void find_conn(cx_conn *c, void *arg)
 
 static void act_conn_close(cx_core *core, caller *k, const cx_msg *req)
 {
-    const char *sid = payload_str(req, "sessionId");
+    const char *sid = cx_msg_payload_str(req, "sessionId");
     if (!sid) {
         reply_err(k, req, "INVALID_ARGUMENT", "sessionId is required");
         return;
@@ -848,7 +809,7 @@ static int on_upgrade(cx_server *srv, cx_conn *c, const cx_http_req *req)
     } else if (cx_ratelimit_connection(core->rl, s->ip, s->connected_at, &retry) != CX_OK) {
         s->limited = 1;
         s->retry_after = retry;
-    } else if (core->dev && cx_addr_is_loopback(cx_conn_peer(c)) && !has_forwarding_header(req)) {
+    } else if (core->dev && cx_addr_is_loopback(cx_conn_peer(c)) && !cx_http_req_forwarded(req)) {
         s->dev = 1;
         s->authed = 1;
         s->scopes = CX_SCOPE_ALL;

@@ -111,7 +111,7 @@ static void reply_bad_password(cx_conn *c, const cx_msg *req)
     char msg[96];
     snprintf(msg, sizeof msg, "passwords have %d to %d characters", CX_PASSWORD_MIN_CHARS,
              CX_PASSWORD_MAX_CHARS);
-    mx_reply_err(c, req, "INVALID_ARGUMENT", msg);
+    cx_reply_err(c, req, "INVALID_ARGUMENT", msg);
 }
 
 static void wipe_free(char *s)
@@ -188,13 +188,13 @@ static bool job_room(mx_server *m, cx_conn *c, const cx_msg *req, json_t *fail_p
 {
     mx_peer *p = peer_of(c);
     if (p->job || p->failing) {
-        mx_send_json(c, cx_msg_fail(req->ns, req->action, req->id, "RATE_LIMITED",
+        cx_reply_json(c, cx_msg_fail(req->ns, req->action, req->id, "RATE_LIMITED",
                                     "another password check is in progress on this connection",
                                     json_pack("{s:i}", "retryAfter", 1), fail_payload));
         return false;
     }
     if (m->hashing >= CX_MAESTRO_HASH_CONCURRENCY && m->queued >= CX_MAESTRO_HASH_QUEUE) {
-        mx_send_json(c, cx_msg_fail(req->ns, req->action, req->id, "RATE_LIMITED",
+        cx_reply_json(c, cx_msg_fail(req->ns, req->action, req->id, "RATE_LIMITED",
                                     "the server is busy checking passwords; try again shortly",
                                     json_pack("{s:i}", "retryAfter", 1), fail_payload));
         return false;
@@ -208,7 +208,7 @@ static mx_job *job_new(mx_server *m, cx_conn *c, const cx_msg *req, int kind,
 {
     mx_job *j = calloc(1, sizeof *j);
     if (!j) {
-        mx_reply_err(c, req, "INTERNAL", "out of memory");
+        cx_reply_err(c, req, "INTERNAL", "out of memory");
         return NULL;
     }
     j->m = m;
@@ -261,12 +261,12 @@ void mx_jobs_detach(mx_server *m, mx_peer *p)
 
 static void job_ok(mx_job *j, json_t *payload)
 {
-    mx_send_json(j->conn, cx_msg_ok("maestro", j->action, j->req_id, payload));
+    cx_reply_json(j->conn, cx_msg_ok("maestro", j->action, j->req_id, payload));
 }
 
 static void job_err(mx_job *j, const char *code, const char *message)
 {
-    mx_send_json(j->conn, cx_msg_fail("maestro", j->action, j->req_id, code, message, NULL, NULL));
+    cx_reply_json(j->conn, cx_msg_fail("maestro", j->action, j->req_id, code, message, NULL, NULL));
 }
 
 /* ---- failed sign-ins: answered after the rate limiter's growing delay ---- */
@@ -282,7 +282,7 @@ static void send_delayed(cx_conn *c, void *arg)
         mx_peer *p = peer_of(c);
         if (p)
             p->failing = 0;
-        mx_send_json(c, d->resp);
+        cx_reply_json(c, d->resp);
     } else {
         json_decref(d->resp);
     }
@@ -319,7 +319,7 @@ static void signin_fail(mx_server *m, cx_conn *c, const char *action, const char
             free(d);
         }
     }
-    mx_send_json(c, resp);
+    cx_reply_json(c, resp);
 }
 
 static json_t *unauth_payload(void)
@@ -337,7 +337,7 @@ static bool signin_allowed(mx_server *m, cx_conn *c, const cx_msg *req, const ch
     bool ok2 = !name_key || cx_ratelimit_auth_allowed(m->rl_user, name_key, now, &r2) == CX_OK;
     if (ok1 && ok2)
         return true;
-    mx_reply_limited(c, req, r1 > r2 ? r1 : r2, unauth_payload());
+    cx_reply_limited(c, req, r1 > r2 ? r1 : r2, unauth_payload());
     return false;
 }
 
@@ -388,7 +388,7 @@ static void login_done(mx_job *j)
         if (!j->totp_given) {
             (void)mx_audit(m->store, now, j->user.username, "login", NULL, p->ip,
                            "totp-required");
-            mx_send_json(c, cx_msg_fail("maestro", "login", j->req_id, "TOTP_REQUIRED",
+            cx_reply_json(c, cx_msg_fail("maestro", "login", j->req_id, "TOTP_REQUIRED",
                                         "this account needs a TOTP code",
                                         NULL,
                                         json_pack("{s:b, s:b}", "authenticated", 0,
@@ -434,10 +434,10 @@ static void login_done(mx_job *j)
 
 static void handle_login(mx_server *m, cx_conn *c, const cx_msg *req)
 {
-    const char *username = mx_payload_str(req, "username");
-    const char *password = mx_payload_str(req, "password");
+    const char *username = cx_msg_payload_str(req, "username");
+    const char *password = cx_msg_payload_str(req, "password");
     if (!username || !*username || !password) {
-        mx_send_json(c, cx_msg_fail(req->ns, req->action, req->id, "INVALID_ARGUMENT",
+        cx_reply_json(c, cx_msg_fail(req->ns, req->action, req->id, "INVALID_ARGUMENT",
                                     "username and password are required", NULL,
                                     unauth_payload()));
         return;
@@ -478,7 +478,7 @@ static void handle_login(mx_server *m, cx_conn *c, const cx_msg *req)
     j->password = strdup(strlen(password) <= CX_PASSWORD_MAX_CHARS ? password : "");
     if (!j->password) {
         job_free(j);
-        mx_reply_err(c, req, "INTERNAL", "out of memory");
+        cx_reply_err(c, req, "INTERNAL", "out of memory");
         return;
     }
     if (strlen(password) > CX_PASSWORD_MAX_CHARS)
@@ -493,12 +493,12 @@ static void handle_session_auth(mx_server *m, cx_conn *c, const cx_msg *req)
 {
     mx_peer *p = peer_of(c);
     if (p->failing || p->job) {
-        mx_reply_limited(c, req, 1, unauth_payload());
+        cx_reply_limited(c, req, 1, unauth_payload());
         return;
     }
     if (!signin_allowed(m, c, req, NULL))
         return;
-    const char *token = mx_payload_str(req, "sessionToken");
+    const char *token = cx_msg_payload_str(req, "sessionToken");
     if (!token || !*token) {
         signin_fail(m, c, "auth", req->id, "INVALID_SESSION", "sessionToken is required", NULL,
                     unauth_payload());
@@ -516,7 +516,7 @@ static void handle_session_auth(mx_server *m, cx_conn *c, const cx_msg *req)
         return;
     }
     if (rc == CX_E_DB || rc == CX_E_NOMEM) {
-        mx_reply_err(c, req, "INTERNAL", "could not check the session");
+        cx_reply_err(c, req, "INTERNAL", "could not check the session");
         return;
     }
     if (rc != CX_OK) {
@@ -526,14 +526,14 @@ static void handle_session_auth(mx_server *m, cx_conn *c, const cx_msg *req)
     }
     sign_in(m, c, &u, &s, token, NULL);
     if (!p->client) {
-        mx_reply_err(c, req, "INTERNAL", "out of memory");
+        cx_reply_err(c, req, "INTERNAL", "out of memory");
         return;
     }
     (void)mx_session_touch(m->store, s.id, now);
     cx_log_info("user %s resumed session %s from %s", u.username, s.id, p->ip);
     char exp[32];
     mx_iso(s.expires_at, exp);
-    mx_reply_ok(c, req, json_pack("{s:b, s:s, s:o}", "authenticated", 1, "expiresAt", exp, "user",
+    cx_reply_ok(c, req, json_pack("{s:b, s:s, s:o}", "authenticated", 1, "expiresAt", exp, "user",
                                   user_brief(&u)));
 }
 
@@ -548,12 +548,12 @@ bool mx_client_session_ok(mx_server *m, cx_conn *c, const cx_msg *req)
     if (rc == CX_OK && mx_user_by_id(m->store, cl->user_id, &u, NULL) != CX_OK)
         rc = CX_E_NOTFOUND;
     if (rc == CX_E_DB || rc == CX_E_NOMEM) {
-        mx_reply_err(c, req, "INTERNAL", "could not check the session");
+        cx_reply_err(c, req, "INTERNAL", "could not check the session");
         return false;
     }
     if (rc != CX_OK) {
         bool expired = rc == CX_E_EXPIRED;
-        mx_reply_err(c, req, expired ? "SESSION_EXPIRED" : "INVALID_SESSION",
+        cx_reply_err(c, req, expired ? "SESSION_EXPIRED" : "INVALID_SESSION",
                      expired ? "this session has expired; sign in again"
                              : "this session was revoked; sign in again");
         cx_conn_close(c, CX_WS_CLOSE_SESSION, expired ? "session expired" : "session revoked");
@@ -575,7 +575,7 @@ static void act_logout(mx_server *m, cx_conn *c, const cx_msg *req)
     mx_peer *p = peer_of(c);
     mx_client *cl = p->client;
     if (mx_session_revoke_token(m->store, cl->token) != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not end the session");
+        cx_reply_err(c, req, "INTERNAL", "could not end the session");
         return;
     }
     audit(m, c, "logout", cl->session_id, "ok");
@@ -588,16 +588,16 @@ static void act_logout(mx_server *m, cx_conn *c, const cx_msg *req)
     free(cl);
     p->client = NULL;
     p->kind = MX_PEER_NEW;
-    mx_reply_ok(c, req, json_pack("{s:b}", "loggedOut", 1));
+    cx_reply_ok(c, req, json_pack("{s:b}", "loggedOut", 1));
 }
 
 static void act_change_password(mx_server *m, cx_conn *c, const cx_msg *req)
 {
     mx_peer *p = peer_of(c);
-    const char *oldpw = mx_payload_str(req, "oldPassword");
-    const char *newpw = mx_payload_str(req, "newPassword");
+    const char *oldpw = cx_msg_payload_str(req, "oldPassword");
+    const char *newpw = cx_msg_payload_str(req, "newPassword");
     if (!oldpw || !newpw) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "oldPassword and newPassword are required");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "oldPassword and newPassword are required");
         return;
     }
     if (!password_ok(newpw)) {
@@ -611,14 +611,14 @@ static void act_change_password(mx_server *m, cx_conn *c, const cx_msg *req)
         return;
     if (mx_user_by_id(m->store, p->client->user_id, &j->user, j->hash) != CX_OK) {
         job_free(j);
-        mx_reply_err(c, req, "INTERNAL", "could not read the user");
+        cx_reply_err(c, req, "INTERNAL", "could not read the user");
         return;
     }
     j->password = strdup(strlen(oldpw) <= CX_PASSWORD_MAX_CHARS ? oldpw : "");
     j->new_password = strdup(newpw);
     if (!j->password || !j->new_password) {
         job_free(j);
-        mx_reply_err(c, req, "INTERNAL", "out of memory");
+        cx_reply_err(c, req, "INTERNAL", "out of memory");
         return;
     }
     j->verify = j->make_hash = true;
@@ -664,10 +664,10 @@ static void act_totp_status(mx_server *m, cx_conn *c, const cx_msg *req)
     sodium_memzero(a, sizeof a);
     sodium_memzero(pend, sizeof pend);
     if (rc != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not read the TOTP state");
+        cx_reply_err(c, req, "INTERNAL", "could not read the TOTP state");
         return;
     }
-    mx_reply_ok(c, req, json_pack("{s:b, s:b}", "enabled", enabled, "pending", !enabled && pn > 0));
+    cx_reply_ok(c, req, json_pack("{s:b, s:b}", "enabled", enabled, "pending", !enabled && pn > 0));
 }
 
 static void act_totp_setup(mx_server *m, cx_conn *c, const cx_msg *req)
@@ -680,11 +680,11 @@ static void act_totp_setup(mx_server *m, cx_conn *c, const cx_msg *req)
     sodium_memzero(a, sizeof a);
     sodium_memzero(pend, sizeof pend);
     if (rc != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not read the TOTP state");
+        cx_reply_err(c, req, "INTERNAL", "could not read the TOTP state");
         return;
     }
     if (enabled) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "TOTP is already enabled; disable it first");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "TOTP is already enabled; disable it first");
         return;
     }
     uint8_t secret[CX_TOTP_SECRET_BYTES];
@@ -699,7 +699,7 @@ static void act_totp_setup(mx_server *m, cx_conn *c, const cx_msg *req)
         sodium_memzero(b32, sizeof b32);
         wipe_free(uri);
         wipe_free(svg);
-        mx_reply_err(c, req, "INTERNAL", "could not set up TOTP");
+        cx_reply_err(c, req, "INTERNAL", "could not set up TOTP");
         return;
     }
     json_t *payload = json_pack("{s:s, s:s, s:s}", "secret", b32, "otpauthUri", uri, "qrSvg", svg);
@@ -707,15 +707,15 @@ static void act_totp_setup(mx_server *m, cx_conn *c, const cx_msg *req)
     wipe_free(uri);
     wipe_free(svg);
     audit(m, c, "totp.setup", cl->username, "ok");
-    mx_reply_ok(c, req, payload);
+    cx_reply_ok(c, req, payload);
 }
 
 static void act_totp_enable(mx_server *m, cx_conn *c, const cx_msg *req)
 {
     mx_client *cl = peer_of(c)->client;
-    const char *code = mx_payload_str(req, "code");
+    const char *code = cx_msg_payload_str(req, "code");
     if (!code) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "code is required");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "code is required");
         return;
     }
     uint8_t a[64], pend[64];
@@ -725,30 +725,30 @@ static void act_totp_enable(mx_server *m, cx_conn *c, const cx_msg *req)
     sodium_memzero(a, sizeof a);
     sodium_memzero(pend, sizeof pend);
     if (rc == CX_OK && enabled) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "TOTP is already enabled");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "TOTP is already enabled");
         return;
     }
     if (rc == CX_OK)
         rc = mx_user_totp_check(m->store, cl->user_id, code, cx_clock_now_ms() / 1000, true);
     if (rc == CX_E_INVAL) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "run auth.totp.setup first");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "run auth.totp.setup first");
     } else if (rc == CX_E_FORMAT || rc == CX_E_DENIED || rc == CX_E_REPLAY) {
         audit(m, c, "totp.enable", cl->username, "denied");
-        mx_reply_err(c, req, "INVALID_TOTP", "wrong TOTP code");
+        cx_reply_err(c, req, "INVALID_TOTP", "wrong TOTP code");
     } else if (rc != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not enable TOTP");
+        cx_reply_err(c, req, "INTERNAL", "could not enable TOTP");
     } else {
         audit(m, c, "totp.enable", cl->username, "ok");
-        mx_reply_ok(c, req, json_pack("{s:b}", "enabled", 1));
+        cx_reply_ok(c, req, json_pack("{s:b}", "enabled", 1));
     }
 }
 
 static void act_totp_disable(mx_server *m, cx_conn *c, const cx_msg *req)
 {
     mx_peer *p = peer_of(c);
-    const char *pw = mx_payload_str(req, "password");
+    const char *pw = cx_msg_payload_str(req, "password");
     if (!pw) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "password is required");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "password is required");
         return;
     }
     if (!signin_allowed(m, c, req, NULL) || !job_room(m, c, req, NULL))
@@ -759,7 +759,7 @@ static void act_totp_disable(mx_server *m, cx_conn *c, const cx_msg *req)
     if (mx_user_by_id(m->store, p->client->user_id, &j->user, j->hash) != CX_OK ||
         !(j->password = strdup(strlen(pw) <= CX_PASSWORD_MAX_CHARS ? pw : ""))) {
         job_free(j);
-        mx_reply_err(c, req, "INTERNAL", "could not read the user");
+        cx_reply_err(c, req, "INTERNAL", "could not read the user");
         return;
     }
     j->verify = true;
@@ -797,7 +797,7 @@ static void act_sessions_list(mx_server *m, cx_conn *c, const cx_msg *req)
     mx_session *arr = NULL;
     size_t n = 0;
     if (mx_session_list(m->store, cl->user_id, &arr, &n) != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not list sessions");
+        cx_reply_err(c, req, "INTERNAL", "could not list sessions");
         return;
     }
     json_t *list = json_array();
@@ -813,31 +813,31 @@ static void act_sessions_list(mx_server *m, cx_conn *c, const cx_msg *req)
                             strcmp(arr[i].id, cl->session_id) == 0));
     }
     free(arr);
-    mx_reply_ok(c, req, json_pack("{s:o}", "sessions", list));
+    cx_reply_ok(c, req, json_pack("{s:o}", "sessions", list));
 }
 
 static void act_sessions_revoke(mx_server *m, cx_conn *c, const cx_msg *req)
 {
     mx_client *cl = peer_of(c)->client;
-    const char *id = mx_payload_str(req, "id");
+    const char *id = cx_msg_payload_str(req, "id");
     if (!id) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "id is required");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "id is required");
         return;
     }
     int rc = mx_session_revoke_id(m->store, cl->user_id, id);
     if (rc == CX_E_NOTFOUND) {
-        mx_reply_err(c, req, "NOT_FOUND", "no session of yours with this id");
+        cx_reply_err(c, req, "NOT_FOUND", "no session of yours with this id");
         return;
     }
     if (rc != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not revoke the session");
+        cx_reply_err(c, req, "INTERNAL", "could not revoke the session");
         return;
     }
     audit(m, c, "session.revoke", id, "ok");
     bool own = strcmp(id, cl->session_id) == 0;
     char uid[MX_ID_CHARS + 1];
     memcpy(uid, cl->user_id, sizeof uid);
-    mx_reply_ok(c, req, json_pack("{s:s, s:b}", "id", id, "revoked", 1));
+    cx_reply_ok(c, req, json_pack("{s:s, s:b}", "id", id, "revoked", 1));
     mx_close_user_conns(m, uid, id, NULL, own ? NULL : c, CX_WS_CLOSE_SESSION, "session revoked");
 }
 
@@ -848,14 +848,14 @@ static void act_users_list(mx_server *m, cx_conn *c, const cx_msg *req)
     mx_user *arr = NULL;
     size_t n = 0;
     if (mx_user_list(m->store, &arr, &n) != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not list users");
+        cx_reply_err(c, req, "INTERNAL", "could not list users");
         return;
     }
     json_t *list = json_array();
     for (size_t i = 0; list && i < n; i++)
         json_array_append_new(list, user_json(&arr[i]));
     free(arr);
-    mx_reply_ok(c, req, json_pack("{s:o}", "users", list));
+    cx_reply_ok(c, req, json_pack("{s:o}", "users", list));
 }
 
 /* The new password: the one given (checked), or a generated one shown once. */
@@ -863,7 +863,7 @@ static bool job_take_password(mx_job *j, cx_conn *c, const cx_msg *req)
 {
     json_t *v = json_object_get(req->payload, "password");
     if (v && !json_is_null(v)) {
-        const char *pw = mx_payload_str(req, "password");
+        const char *pw = cx_msg_payload_str(req, "password");
         if (!pw || !password_ok(pw)) {
             reply_bad_password(c, req);
             return false;
@@ -876,7 +876,7 @@ static bool job_take_password(mx_job *j, cx_conn *c, const cx_msg *req)
         j->generated = true;
     }
     if (!j->password) {
-        mx_reply_err(c, req, "INTERNAL", "out of memory");
+        cx_reply_err(c, req, "INTERNAL", "out of memory");
         return false;
     }
     j->make_hash = true;
@@ -885,20 +885,20 @@ static bool job_take_password(mx_job *j, cx_conn *c, const cx_msg *req)
 
 static void act_users_create(mx_server *m, cx_conn *c, const cx_msg *req)
 {
-    const char *username = mx_payload_str(req, "username");
+    const char *username = cx_msg_payload_str(req, "username");
     int role;
     if (!username || !*username || strlen(username) > MX_USERNAME_MAX) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT",
+        cx_reply_err(c, req, "INVALID_ARGUMENT",
                      "username must be 1-64 characters of letters, digits, '.', '_', '@' or '-'");
         return;
     }
     if (parse_role(req, MX_ROLE_USER, &role) != CX_OK) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "role must be \"admin\" or \"user\"");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "role must be \"admin\" or \"user\"");
         return;
     }
     mx_user existing;
     if (mx_user_by_name(m->store, username, &existing, NULL) == CX_OK) {
-        mx_reply_err(c, req, "NAME_TAKEN", "a user with this name exists");
+        cx_reply_err(c, req, "NAME_TAKEN", "a user with this name exists");
         return;
     }
     if (!job_room(m, c, req, NULL))
@@ -950,20 +950,20 @@ static void users_create_done(mx_job *j)
 
 static bool need_user(mx_server *m, cx_conn *c, const cx_msg *req, const char *field, mx_user *u)
 {
-    const char *id = mx_payload_str(req, field);
+    const char *id = cx_msg_payload_str(req, field);
     if (!id) {
         char msg[64];
         snprintf(msg, sizeof msg, "%s is required", field);
-        mx_reply_err(c, req, "INVALID_ARGUMENT", msg);
+        cx_reply_err(c, req, "INVALID_ARGUMENT", msg);
         return false;
     }
     int rc = strlen(id) <= MX_ID_CHARS ? mx_user_by_id(m->store, id, u, NULL) : CX_E_NOTFOUND;
     if (rc == CX_E_NOTFOUND) {
-        mx_reply_err(c, req, "NOT_FOUND", "no user with this id");
+        cx_reply_err(c, req, "NOT_FOUND", "no user with this id");
         return false;
     }
     if (rc != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not read the user");
+        cx_reply_err(c, req, "INTERNAL", "could not read the user");
         return false;
     }
     return true;
@@ -976,17 +976,17 @@ static void act_users_delete(mx_server *m, cx_conn *c, const cx_msg *req)
         return;
     int rc = mx_user_delete(m->store, u.id);
     if (rc == CX_E_DENIED) {
-        mx_reply_err(c, req, "FORBIDDEN", "the last admin cannot be deleted");
+        cx_reply_err(c, req, "FORBIDDEN", "the last admin cannot be deleted");
         return;
     }
     if (rc != CX_OK) {
-        mx_reply_err(c, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
+        cx_reply_err(c, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
                      rc == CX_E_NOTFOUND ? "no user with this id" : "could not delete the user");
         return;
     }
     audit(m, c, "user.delete", u.username, "ok");
     cx_log_info("user %s deleted by %s", u.username, actor(c));
-    mx_reply_ok(c, req, json_pack("{s:s, s:b}", "id", u.id, "deleted", 1));
+    cx_reply_ok(c, req, json_pack("{s:s, s:b}", "id", u.id, "deleted", 1));
     mx_close_user_conns(m, u.id, NULL, NULL, NULL, CX_WS_CLOSE_SESSION, "user deleted");
 }
 
@@ -1010,23 +1010,23 @@ static void act_users_set_role(mx_server *m, cx_conn *c, const cx_msg *req)
     if (!need_user(m, c, req, "id", &u))
         return;
     if (!json_object_get(req->payload, "role") || parse_role(req, 0, &role) != CX_OK) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "role must be \"admin\" or \"user\"");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "role must be \"admin\" or \"user\"");
         return;
     }
     int rc = mx_user_set_role(m->store, u.id, role);
     if (rc == CX_E_DENIED) {
-        mx_reply_err(c, req, "FORBIDDEN", "the last admin cannot be demoted");
+        cx_reply_err(c, req, "FORBIDDEN", "the last admin cannot be demoted");
         return;
     }
     if (rc != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not change the role");
+        cx_reply_err(c, req, "INTERNAL", "could not change the role");
         return;
     }
     struct role_arg a = {u.id, role};
     cx_server_foreach(m->srv, set_role_conn, &a);
     audit(m, c, "user.setRole", u.username, mx_role_name(role));
     cx_log_info("user %s is now %s (by %s)", u.username, mx_role_name(role), actor(c));
-    mx_reply_ok(c, req, json_pack("{s:s, s:s}", "id", u.id, "role", mx_role_name(role)));
+    cx_reply_ok(c, req, json_pack("{s:s, s:s}", "id", u.id, "role", mx_role_name(role)));
 }
 
 static void act_users_reset_password(mx_server *m, cx_conn *c, const cx_msg *req)
@@ -1076,15 +1076,15 @@ static void reset_password_done(mx_job *j)
 /* The Core of a grant: by Maestro id, or by the Core's own coreId. */
 static bool need_core(mx_server *m, cx_conn *c, const cx_msg *req, mx_core *core)
 {
-    const char *id = mx_payload_str(req, "coreId");
+    const char *id = cx_msg_payload_str(req, "coreId");
     if (!id) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "coreId is required");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "coreId is required");
         return false;
     }
     if (strlen(id) <= MX_CORE_ID_MAX && (mx_core_by_id(m->store, id, core) == CX_OK ||
                                          mx_core_by_core_id(m->store, id, core) == CX_OK))
         return true;
-    mx_reply_err(c, req, "NOT_FOUND", "no Core with this id");
+    cx_reply_err(c, req, "NOT_FOUND", "no Core with this id");
     return false;
 }
 
@@ -1097,13 +1097,13 @@ static void act_users_grant(mx_server *m, cx_conn *c, const cx_msg *req)
     bool grant = strcmp(req->action, "users.grantCore") == 0;
     int rc = grant ? mx_grant(m->store, u.id, core.id) : mx_revoke_grant(m->store, u.id, core.id);
     if (rc != CX_OK && !(rc == CX_E_EXISTS && grant) && !(rc == CX_E_NOTFOUND && !grant)) {
-        mx_reply_err(c, req, "INTERNAL", "could not change the grant");
+        cx_reply_err(c, req, "INTERNAL", "could not change the grant");
         return;
     }
     char target[MX_USERNAME_MAX + MX_ID_CHARS + 8];
     snprintf(target, sizeof target, "%s -> %s", u.username, core.id);
     audit(m, c, grant ? "user.grantCore" : "user.revokeCore", target, "ok");
-    mx_reply_ok(c, req, json_pack("{s:s, s:s, s:b}", "userId", u.id, "coreId", core.id,
+    cx_reply_ok(c, req, json_pack("{s:s, s:s, s:b}", "userId", u.id, "coreId", core.id,
                                   grant ? "granted" : "revoked", 1));
 }
 
@@ -1126,12 +1126,12 @@ static void act_pairing_create(mx_server *m, cx_conn *c, const cx_msg *req)
 {
     long uses, ttl;
     if (int_field(req, "maxUses", 1, 1, 1000, &uses) != CX_OK) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "maxUses must be a whole number from 1 to 1000");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "maxUses must be a whole number from 1 to 1000");
         return;
     }
     if (int_field(req, "ttlSeconds", CX_PAIRING_DEFAULT_TTL_S, 60, 30L * 24 * 3600, &ttl) !=
         CX_OK) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT",
+        cx_reply_err(c, req, "INVALID_ARGUMENT",
                      "ttlSeconds must be a whole number from 60 to 2592000 (30 days)");
         return;
     }
@@ -1140,7 +1140,7 @@ static void act_pairing_create(mx_server *m, cx_conn *c, const cx_msg *req)
     int rc = mx_pairing_create(m->store, actor(c), (int)uses, (int64_t)ttl * 1000,
                                cx_clock_now_ms(), code, &pr);
     if (rc != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not create a pairing code");
+        cx_reply_err(c, req, "INTERNAL", "could not create a pairing code");
         return;
     }
     audit(m, c, "pairing.create", pr.id, "ok");
@@ -1150,7 +1150,7 @@ static void act_pairing_create(mx_server *m, cx_conn *c, const cx_msg *req)
     json_t *payload = json_pack("{s:s, s:s, s:s, s:i}", "id", pr.id, "code", code, "expiresAt",
                                 exp, "maxUses", pr.max_uses);
     sodium_memzero(code, sizeof code);
-    mx_reply_ok(c, req, payload);
+    cx_reply_ok(c, req, payload);
 }
 
 static void act_pairing_list(mx_server *m, cx_conn *c, const cx_msg *req)
@@ -1158,7 +1158,7 @@ static void act_pairing_list(mx_server *m, cx_conn *c, const cx_msg *req)
     mx_pairing *arr = NULL;
     size_t n = 0;
     if (mx_pairing_list(m->store, &arr, &n) != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not list pairing codes");
+        cx_reply_err(c, req, "INTERNAL", "could not list pairing codes");
         return;
     }
     json_t *list = json_array();
@@ -1172,25 +1172,25 @@ static void act_pairing_list(mx_server *m, cx_conn *c, const cx_msg *req)
                                               arr[i].max_uses));
     }
     free(arr);
-    mx_reply_ok(c, req, json_pack("{s:o}", "codes", list));
+    cx_reply_ok(c, req, json_pack("{s:o}", "codes", list));
 }
 
 static void act_pairing_revoke(mx_server *m, cx_conn *c, const cx_msg *req)
 {
-    const char *id = mx_payload_str(req, "id");
+    const char *id = cx_msg_payload_str(req, "id");
     if (!id) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "id is required");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "id is required");
         return;
     }
     int rc = mx_pairing_revoke(m->store, id);
     if (rc != CX_OK) {
-        mx_reply_err(c, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
+        cx_reply_err(c, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
                      rc == CX_E_NOTFOUND ? "no pairing code with this id"
                                          : "could not revoke the pairing code");
         return;
     }
     audit(m, c, "pairing.revoke", id, "ok");
-    mx_reply_ok(c, req, json_pack("{s:s, s:b}", "id", id, "revoked", 1));
+    cx_reply_ok(c, req, json_pack("{s:s, s:b}", "id", id, "revoked", 1));
 }
 
 /* ---- job completion and the action table ---- */
@@ -1266,7 +1266,7 @@ void mx_client_request(mx_server *m, cx_conn *c, const cx_msg *req)
         if (strcmp(actions[i].name, req->action) != 0)
             continue;
         if (actions[i].who == WHO_ADMIN && p->client->role != MX_ROLE_ADMIN) {
-            mx_reply_err(c, req, "FORBIDDEN", "only admins may do this");
+            cx_reply_err(c, req, "FORBIDDEN", "only admins may do this");
             return;
         }
         actions[i].fn(m, c, req);
@@ -1274,5 +1274,5 @@ void mx_client_request(mx_server *m, cx_conn *c, const cx_msg *req)
     }
     char msg[200];
     snprintf(msg, sizeof msg, "unknown action maestro/%.128s", req->action);
-    mx_reply_err(c, req, "UNKNOWN_ACTION", msg);
+    cx_reply_err(c, req, "UNKNOWN_ACTION", msg);
 }

@@ -94,7 +94,7 @@ static void send_delayed_fail(cx_conn *c, void *arg)
         mx_peer *p = cx_conn_data(c);
         if (p)
             p->failing = 0;
-        mx_send_json(c, d->resp);
+        cx_reply_json(c, d->resp);
         cx_conn_close(c, CX_WS_CLOSE_POLICY, "authentication failed");
     } else {
         json_decref(d->resp);
@@ -125,7 +125,7 @@ static void core_fail(mx_server *m, cx_conn *c, const cx_msg *req, const char *c
             free(d);
         }
     }
-    mx_send_json(c, resp);
+    cx_reply_json(c, resp);
     cx_conn_close(c, CX_WS_CLOSE_POLICY, "authentication failed");
 }
 
@@ -157,18 +157,18 @@ void mx_core_auth(mx_server *m, cx_conn *c, const cx_msg *req)
     mx_peer *p = cx_conn_data(c);
     int64_t now = cx_clock_now_ms();
     if (p->failing) {
-        mx_reply_err(c, req, "AUTH_REQUIRED", "an authentication attempt is in progress");
+        cx_reply_err(c, req, "AUTH_REQUIRED", "an authentication attempt is in progress");
         return;
     }
     int retry = 0;
     if (cx_ratelimit_auth_allowed(m->rl, p->ip, now, &retry) != CX_OK) {
-        mx_reply_limited(c, req, retry, json_pack("{s:b}", "authenticated", 0));
+        cx_reply_limited(c, req, retry, json_pack("{s:b}", "authenticated", 0));
         cx_conn_close(c, CX_WS_CLOSE_POLICY, "rate limited");
         return;
     }
-    const char *core_id = mx_payload_str(req, "coreId");
-    const char *name = mx_payload_str(req, "displayName");
-    const char *token = mx_payload_str(req, "accessToken");
+    const char *core_id = cx_msg_payload_str(req, "coreId");
+    const char *name = cx_msg_payload_str(req, "displayName");
+    const char *token = cx_msg_payload_str(req, "accessToken");
     if (!core_id || !id_ok(core_id)) {
         core_fail(m, c, req, NULL, "INVALID_CREDENTIALS",
                   "coreId must be 1-128 printable characters");
@@ -204,7 +204,7 @@ void mx_core_auth(mx_server *m, cx_conn *c, const cx_msg *req)
             how = "pairing";
             if (rc != CX_OK) {
                 cx_log_error("cannot issue a Core token: %s", cx_strerror(rc));
-                mx_reply_err(c, req, "INTERNAL", "could not register the Core");
+                cx_reply_err(c, req, "INTERNAL", "could not register the Core");
                 cx_conn_close(c, CX_WS_CLOSE_INTERNAL, "internal error");
                 return;
             }
@@ -229,7 +229,7 @@ void mx_core_auth(mx_server *m, cx_conn *c, const cx_msg *req)
     mx_link *l = calloc(1, sizeof *l);
     if (!l) {
         sodium_memzero(permanent, sizeof permanent);
-        mx_reply_err(c, req, "INTERNAL", "out of memory");
+        cx_reply_err(c, req, "INTERNAL", "out of memory");
         return;
     }
     l->conn = c;
@@ -272,7 +272,7 @@ void mx_core_auth(mx_server *m, cx_conn *c, const cx_msg *req)
     if (payload && permanent[0])
         json_object_set_new(payload, "permanentToken", json_string(permanent));
     sodium_memzero(permanent, sizeof permanent);
-    mx_reply_ok(c, req, payload);
+    cx_reply_ok(c, req, payload);
     broadcast_state(m, l, "core.online");
 }
 
@@ -283,9 +283,9 @@ static void push_finish(mx_server *m, mx_link *l, bool acked);
 static void token_ack(mx_server *m, cx_conn *c, mx_link *l, const cx_msg *req)
 {
     mx_peer *p = cx_conn_data(c);
-    const char *prefix = mx_payload_str(req, "prefix");
+    const char *prefix = cx_msg_payload_str(req, "prefix");
     if (l->issued_prefix[0] && (!prefix || strcmp(prefix, l->issued_prefix) != 0)) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "prefix does not match the token issued");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "prefix does not match the token issued");
         return;
     }
     int64_t now = cx_clock_now_ms();
@@ -293,7 +293,7 @@ static void token_ack(mx_server *m, cx_conn *c, mx_link *l, const cx_msg *req)
     if (rc == CX_OK && l->pairing_id[0])
         rc = mx_pairing_consume(m->store, l->pairing_id, l->core_id);
     if (rc != CX_OK && rc != CX_E_NOTFOUND) {
-        mx_reply_err(c, req, "INTERNAL", "could not record the acknowledgement");
+        cx_reply_err(c, req, "INTERNAL", "could not record the acknowledgement");
         return;
     }
     if (l->pairing_id[0])
@@ -302,7 +302,7 @@ static void token_ack(mx_server *m, cx_conn *c, mx_link *l, const cx_msg *req)
                    l->issued_prefix[0] ? l->issued_prefix : "ok");
     l->pairing_id[0] = '\0';
     l->issued_prefix[0] = '\0';
-    mx_reply_ok(c, req, json_pack("{s:b}", "acknowledged", 1));
+    cx_reply_ok(c, req, json_pack("{s:b}", "acknowledged", 1));
 }
 
 void mx_core_message(mx_server *m, cx_conn *c, cx_msg *msg)
@@ -327,12 +327,12 @@ void mx_core_message(mx_server *m, cx_conn *c, cx_msg *msg)
     if (strcmp(msg->ns, "maestro") == 0 && strcmp(msg->action, "token.ack") == 0) {
         token_ack(m, c, l, msg);
     } else if (strcmp(msg->ns, "core") == 0 && strcmp(msg->action, "auth") == 0) {
-        mx_reply_ok(c, msg, json_pack("{s:b, s:s, s:s}", "authenticated", 1, "maestroId",
+        cx_reply_ok(c, msg, json_pack("{s:b, s:s, s:s}", "authenticated", 1, "maestroId",
                                       m->maestro_id, "id", l->id));
     } else {
         char text[300];
         snprintf(text, sizeof text, "unknown action %.128s/%.128s", msg->ns, msg->action);
-        mx_reply_err(c, msg, "UNKNOWN_ACTION", text);
+        cx_reply_err(c, msg, "UNKNOWN_ACTION", text);
     }
 }
 
@@ -369,7 +369,7 @@ void mx_act_cores_list(mx_server *m, cx_conn *c, const cx_msg *req)
     mx_core *arr = NULL;
     size_t n = 0;
     if (mx_core_list(m->store, &arr, &n) != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not list Cores");
+        cx_reply_err(c, req, "INTERNAL", "could not list Cores");
         return;
     }
     json_t *list = json_array();
@@ -385,19 +385,19 @@ void mx_act_cores_list(mx_server *m, cx_conn *c, const cx_msg *req)
                             iso_or_null(arr[i].paired_at), "tokenPrefix", arr[i].token_prefix));
     }
     free(arr);
-    mx_reply_ok(c, req, json_pack("{s:o}", "cores", list));
+    cx_reply_ok(c, req, json_pack("{s:o}", "cores", list));
 }
 
 static bool need_core(mx_server *m, cx_conn *c, const cx_msg *req, mx_core *core)
 {
-    const char *id = mx_payload_str(req, "id");
+    const char *id = cx_msg_payload_str(req, "id");
     if (!id) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "id is required");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "id is required");
         return false;
     }
     int rc = strlen(id) <= MX_ID_CHARS ? mx_core_by_id(m->store, id, core) : CX_E_NOTFOUND;
     if (rc != CX_OK) {
-        mx_reply_err(c, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
+        cx_reply_err(c, req, rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
                      rc == CX_E_NOTFOUND ? "no Core with this id" : "could not read the Core");
         return false;
     }
@@ -415,13 +415,13 @@ void mx_act_cores_rename(mx_server *m, cx_conn *c, const cx_msg *req)
     mx_core core;
     if (!need_core(m, c, req, &core))
         return;
-    const char *name = mx_payload_str(req, "displayName");
+    const char *name = cx_msg_payload_str(req, "displayName");
     if (!name || !*name || strlen(name) > MX_DISPLAY_NAME_MAX) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "displayName must have 1 to 128 characters");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "displayName must have 1 to 128 characters");
         return;
     }
     if (mx_core_rename(m->store, core.id, name) != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not rename the Core");
+        cx_reply_err(c, req, "INTERNAL", "could not rename the Core");
         return;
     }
     mx_link *l = mx_link_find(m, core.id);
@@ -430,7 +430,7 @@ void mx_act_cores_rename(mx_server *m, cx_conn *c, const cx_msg *req)
     mx_peer *p = cx_conn_data(c);
     (void)mx_audit(m->store, cx_clock_now_ms(), actor_of(c), "core.rename", core.core_id, p->ip,
                    "ok");
-    mx_reply_ok(c, req, json_pack("{s:s, s:s}", "id", core.id, "displayName", name));
+    cx_reply_ok(c, req, json_pack("{s:s, s:s}", "id", core.id, "displayName", name));
 }
 
 void mx_act_cores_remove(mx_server *m, cx_conn *c, const cx_msg *req)
@@ -439,14 +439,14 @@ void mx_act_cores_remove(mx_server *m, cx_conn *c, const cx_msg *req)
     if (!need_core(m, c, req, &core))
         return;
     if (mx_core_remove(m->store, core.id) != CX_OK) {
-        mx_reply_err(c, req, "INTERNAL", "could not remove the Core");
+        cx_reply_err(c, req, "INTERNAL", "could not remove the Core");
         return;
     }
     mx_peer *p = cx_conn_data(c);
     (void)mx_audit(m->store, cx_clock_now_ms(), actor_of(c), "core.remove", core.core_id, p->ip,
                    "ok");
     cx_log_info("Core %s (%s) removed by %s", core.core_id, core.id, actor_of(c));
-    mx_reply_ok(c, req, json_pack("{s:s, s:b}", "id", core.id, "removed", 1));
+    cx_reply_ok(c, req, json_pack("{s:s, s:b}", "id", core.id, "removed", 1));
     mx_link *l = mx_link_find(m, core.id);
     if (l)
         cx_conn_close(l->conn, CX_WS_CLOSE_ROTATED, "Core removed from Maestro");
@@ -461,7 +461,7 @@ static void rotate_reply(mx_server *m, cx_conn *admin, const char *req_id, const
     json_t *payload = json_pack("{s:s, s:b}", "id", id, "pushed", pushed);
     if (payload && token)
         json_object_set_new(payload, "token", json_string(token));
-    mx_send_json(admin, cx_msg_ok("maestro", "cores.rotateToken", req_id, payload));
+    cx_reply_json(admin, cx_msg_ok("maestro", "cores.rotateToken", req_id, payload));
 }
 
 static void rotate_now(mx_server *m, cx_conn *admin, const char *req_id, const char *id,
@@ -471,7 +471,7 @@ static void rotate_now(mx_server *m, cx_conn *admin, const char *req_id, const c
     int rc = mx_core_rotate(m->store, id, true, token);
     if (rc != CX_OK) {
         if (admin)
-            mx_send_json(admin, cx_msg_fail("maestro", "cores.rotateToken", req_id,
+            cx_reply_json(admin, cx_msg_fail("maestro", "cores.rotateToken", req_id,
                                             rc == CX_E_NOTFOUND ? "NOT_FOUND" : "INTERNAL",
                                             rc == CX_E_NOTFOUND ? "no Core with this id"
                                                                 : "could not rotate the token",
@@ -496,18 +496,18 @@ void mx_act_cores_rotate(mx_server *m, cx_conn *c, const cx_msg *req)
         return;
     }
     if (l->push) {
-        mx_reply_err(c, req, "INVALID_ARGUMENT", "a rotation of this Core's token is in progress");
+        cx_reply_err(c, req, "INVALID_ARGUMENT", "a rotation of this Core's token is in progress");
         return;
     }
     mx_push *push = calloc(1, sizeof *push);
     if (!push) {
-        mx_reply_err(c, req, "INTERNAL", "out of memory");
+        cx_reply_err(c, req, "INTERNAL", "out of memory");
         return;
     }
     char token[65];
     if (mx_core_rotate(m->store, core.id, false, token) != CX_OK) {
         free(push);
-        mx_reply_err(c, req, "INTERNAL", "could not rotate the token");
+        cx_reply_err(c, req, "INTERNAL", "could not rotate the token");
         return;
     }
     snprintf(push->rid, sizeof push->rid, "mx-push-%llu", (unsigned long long)++push_counter);

@@ -12,6 +12,7 @@
 
 #include "condrix/config.h"
 #include "condrix/msg.h"
+#include "condrix/reply.h"
 #include "condrix/net.h"
 #include "condrix/ratelimit.h"
 #include "store.h"
@@ -121,12 +122,7 @@ void mx_server_stop(mx_server *m);
 /* Free what start made (after the loop ran dry). */
 void mx_server_free(mx_server *m);
 
-/* ---- server.c: sending and small helpers ---- */
-void mx_send_json(cx_conn *c, json_t *m);
-void mx_reply_ok(cx_conn *c, const cx_msg *req, json_t *payload);
-void mx_reply_err(cx_conn *c, const cx_msg *req, const char *code, const char *message);
-void mx_reply_limited(cx_conn *c, const cx_msg *req, int retry_after, json_t *payload);
-const char *mx_payload_str(const cx_msg *m, const char *key);
+/* ---- server.c: small helpers (sending is condrix/reply.h) ---- */
 void mx_iso(int64_t ms, char out[32]);
 const char *mx_role_name(int role);
 /* Close, with code, every signed-in connection of user_id, except `except`: only those

@@ -47,7 +47,7 @@ static void fail_to(cx_conn *c, const mx_pending *pd, const char *core_id, const
     json_t *m = cx_msg_fail(pd->ns, pd->action, pd->orig_id, "CORE_OFFLINE", message, NULL, NULL);
     if (m)
         json_object_set_new(m, "sourceCoreId", json_string(core_id));
-    mx_send_json(c, m);
+    cx_reply_json(c, m);
 }
 
 static void pending_free(mx_pending *pd)
@@ -68,7 +68,7 @@ static void reply_fail(cx_conn *c, const cx_msg *req, const char *code, const ch
     json_t *m = cx_msg_fail(req->ns, req->action, req->id, code, message, NULL, NULL);
     if (m && req->target_core_id)
         json_object_set_new(m, "sourceCoreId", json_string(req->target_core_id));
-    mx_send_json(c, m);
+    cx_reply_json(c, m);
 }
 
 void mx_relay_request(mx_server *m, cx_conn *c, const cx_msg *req, bool as_admin)
@@ -91,7 +91,7 @@ void mx_relay_request(mx_server *m, cx_conn *c, const cx_msg *req, bool as_admin
         return;
     }
     if (p->nrelay >= MX_RELAY_MAX_PER_CLIENT) {
-        mx_reply_limited(c, req, 1, NULL);
+        cx_reply_limited(c, req, 1, NULL);
         return;
     }
     mx_pending *pd = calloc(1, sizeof *pd);

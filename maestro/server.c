@@ -19,52 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- sending ---- */
-
-void mx_send_json(cx_conn *c, json_t *m)
-{
-    if (!m)
-        return;
-    size_t len;
-    char *text = cx_msg_encode(m, &len);
-    json_decref(m);
-    if (!text)
-        return;
-    (void)cx_conn_send_text(c, text, len);
-    free(text);
-}
-
-void mx_reply_ok(cx_conn *c, const cx_msg *req, json_t *payload)
-{
-    mx_send_json(c, cx_msg_ok(req->ns, req->action, req->id, payload));
-}
-
-void mx_reply_err(cx_conn *c, const cx_msg *req, const char *code, const char *message)
-{
-    mx_send_json(c, cx_msg_fail(req->ns, req->action, req->id, code, message, NULL, NULL));
-}
-
-void mx_reply_limited(cx_conn *c, const cx_msg *req, int retry_after, json_t *payload)
-{
-    if (retry_after < 1)
-        retry_after = 1;
-    char msg[96];
-    snprintf(msg, sizeof msg, "too many attempts; try again in %d seconds", retry_after);
-    mx_send_json(c, cx_msg_fail(req->ns, req->action, req->id, "RATE_LIMITED", msg,
-                                json_pack("{s:i}", "retryAfter", retry_after), payload));
-}
-
 /* ---- helpers ---- */
 
-/* A string field of the payload, or NULL when absent, not a string, or holding a NUL
- * (which C would silently cut short). */
-const char *mx_payload_str(const cx_msg *m, const char *key)
-{
-    json_t *v = json_is_object(m->payload) ? json_object_get(m->payload, key) : NULL;
-    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-        return NULL;
-    return json_string_value(v);
-}
 
 void mx_iso(int64_t ms, char out[32])
 {
@@ -78,15 +34,6 @@ const char *mx_role_name(int role)
     return role == MX_ROLE_ADMIN ? "admin" : "user";
 }
 
-static bool has_forwarding_header(const cx_http_req *req)
-{
-    static const char *const names[] = {"X-Forwarded-For", "Forwarded", "CF-Connecting-IP",
-                                        "CF-Ray", "X-Real-IP"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (cx_http_req_header(req, names[i]))
-            return true;
-    return false;
-}
 
 struct close_user_arg {
     const char *user_id;
@@ -137,7 +84,7 @@ static bool budget_ok(mx_server *m, cx_conn *c, const cx_msg *req)
     mx_peer *p = cx_conn_data(c);
     if (cx_ratelimit_message(m->rl, &p->budget, cx_clock_now_ms()) == CX_OK)
         return true;
-    mx_reply_limited(c, req, 1, NULL);
+    cx_reply_limited(c, req, 1, NULL);
     return false;
 }
 
@@ -145,7 +92,7 @@ static void auth_required(cx_conn *c, const cx_msg *req, const char *message)
 {
     mx_peer *p = cx_conn_data(c);
     p->strikes++;
-    mx_reply_err(c, req, "AUTH_REQUIRED", message);
+    cx_reply_err(c, req, "AUTH_REQUIRED", message);
     if (p->strikes >= CX_AUTH_REQUIRED_STRIKES)
         cx_conn_close(c, CX_WS_CLOSE_POLICY, "authentication required");
 }
@@ -159,7 +106,7 @@ static void unknown_action(cx_conn *c, const cx_msg *req)
                  req->action);
     else
         snprintf(msg, sizeof msg, "unknown action %.128s/%.128s", req->ns, req->action);
-    mx_reply_err(c, req, "UNKNOWN_ACTION", msg);
+    cx_reply_err(c, req, "UNKNOWN_ACTION", msg);
 }
 
 static void dispatch(mx_server *m, cx_conn *c, const cx_msg *req)
@@ -250,7 +197,7 @@ static int on_upgrade(cx_server *srv, cx_conn *c, const cx_http_req *req)
         p->limited = 1;
         p->retry_after = retry;
     }
-    if (!m->client_auth && cx_addr_is_loopback(cx_conn_peer(c)) && !has_forwarding_header(req))
+    if (!m->client_auth && cx_addr_is_loopback(cx_conn_peer(c)) && !cx_http_req_forwarded(req))
         p->local = 1;
     cx_conn_set_data(c, p);
     return 0;
@@ -278,7 +225,7 @@ static void on_message(cx_server *srv, cx_conn *c, const char *text, size_t len)
     cx_msg_error err;
     if (cx_msg_decode(text, len, &msg, &err) != CX_OK) {
         p->invalid++;
-        mx_send_json(c, cx_msg_fail("maestro", "error", err.id[0] ? err.id : NULL,
+        cx_reply_json(c, cx_msg_fail("maestro", "error", err.id[0] ? err.id : NULL,
                                     "INVALID_MESSAGE", err.message, NULL, NULL));
         if (p->invalid >= CX_MSG_MAX_INVALID_IN_ROW)
             cx_conn_close(c, CX_WS_CLOSE_POLICY, "too many invalid messages");

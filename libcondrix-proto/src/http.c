@@ -752,3 +752,13 @@ int cx_http_resp_check_upgrade(const cx_http_resp *resp, const char *key)
         return CX_E_PROTO;
     return CX_OK;
 }
+
+bool cx_http_req_forwarded(const cx_http_req *req)
+{
+    static const char *const names[] = {"X-Forwarded-For", "Forwarded", "CF-Connecting-IP",
+                                        "CF-Ray", "X-Real-IP"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (cx_http_req_header(req, names[i]))
+            return true;
+    return false;
+}

@@ -1445,3 +1445,11 @@ int cx_msg_decode_lean(const char *data, size_t len, cx_msg *msg, cx_msg_error *
     }
     return cx_msg_decode(data, len, msg, err);
 }
+
+const char *cx_msg_payload_str(const cx_msg *m, const char *key)
+{
+    json_t *v = json_is_object(m->payload) ? json_object_get(m->payload, key) : NULL;
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+        return NULL;
+    return json_string_value(v);
+}

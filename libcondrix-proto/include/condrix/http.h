@@ -35,6 +35,9 @@ const char *cx_http_req_header(const cx_http_req *req, const char *name);
 /* True when the request asks for a WebSocket upgrade (Upgrade: websocket and
  * Connection containing the "upgrade" token, case-insensitive). */
 bool cx_http_req_wants_upgrade(const cx_http_req *req);
+/* True when the request carries any forwarding header (X-Forwarded-For, Forwarded,
+ * CF-Connecting-IP, CF-Ray, X-Real-IP): it came through a proxy or tunnel. */
+bool cx_http_req_forwarded(const cx_http_req *req);
 
 /* Check the upgrade request per RFC 6455 4.2.1: method GET, HTTP/1.1 or later, Host
  * present, Sec-WebSocket-Version 13, Sec-WebSocket-Key a base64 of 16 bytes.

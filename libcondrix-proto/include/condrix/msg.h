@@ -89,4 +89,8 @@ char *cx_msg_encode_fail(const char *ns, const char *action, const char *req_id,
 
 const char *cx_msg_type_name(enum cx_msg_type t);
 
+/* A string field of the payload, or NULL when absent, not a string, or holding a NUL
+ * (which C would silently cut short: "a\u0000b" must not act as "a"). */
+const char *cx_msg_payload_str(const cx_msg *m, const char *key);
+
 #endif

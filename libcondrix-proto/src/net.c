@@ -519,7 +519,7 @@ static void on_connection(uv_stream_t *ls, int status)
     }
     if (strncmp(c->peer, "::ffff:", 7) == 0 && strchr(c->peer + 7, '.'))
         memmove(c->peer, c->peer + 7, strlen(c->peer + 7) + 1);
-    uv_tcp_nodelay(&c->tcp, 1);
+    /* TCP_NODELAY comes from the listener: Linux copies it to accepted sockets. */
     c->http = cx_http_req_new(srv->lim.head_bytes);
     if (!c->http)
         goto fail;
@@ -657,6 +657,9 @@ int cx_server_listen(cx_server *srv, const char *host, int port, char **err)
         goto fail;
     if ((rc = uv_listen((uv_stream_t *)srv->listener, 1024, on_connection)) < 0)
         goto fail;
+    /* Small replies go out at once; set here once, accepted sockets inherit it (one
+     * system call per server instead of one per connection). */
+    (void)uv_tcp_nodelay(srv->listener, 1);
     struct sockaddr_storage bound;
     int len = sizeof bound;
     if (uv_tcp_getsockname(srv->listener, (struct sockaddr *)&bound, &len) == 0)

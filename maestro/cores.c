@@ -66,6 +66,12 @@ static void event_to_conn(cx_conn *c, void *arg)
         (void)cx_conn_send_text(c, a->text, a->len);
 }
 
+void mx_send_to_viewers(mx_server *m, const char *core_id, const char *text, size_t len)
+{
+    struct event_arg a = {m, core_id, text, len};
+    cx_server_foreach(m->srv, event_to_conn, &a);
+}
+
 static void broadcast_state(mx_server *m, const mx_link *l, const char *action)
 {
     json_t *ev = cx_msg_make(CX_MSG_EVENT, "maestro", action,
@@ -76,8 +82,7 @@ static void broadcast_state(mx_server *m, const mx_link *l, const char *action)
     json_decref(ev);
     if (!text)
         return;
-    struct event_arg a = {m, l->id, text, len};
-    cx_server_foreach(m->srv, event_to_conn, &a);
+    mx_send_to_viewers(m, l->id, text, len);
     free(text);
 }
 

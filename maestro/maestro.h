@@ -143,6 +143,8 @@ bool mx_client_session_ok(mx_server *m, cx_conn *c, const cx_msg *req);
 void mx_jobs_detach(mx_server *m, mx_peer *p);
 
 /* ---- cores.c ---- */
+/* Send text to every client allowed to see the Core with Maestro id core_id. */
+void mx_send_to_viewers(mx_server *m, const char *core_id, const char *text, size_t len);
 void mx_core_auth(mx_server *m, cx_conn *c, const cx_msg *req);
 void mx_core_message(mx_server *m, cx_conn *c, cx_msg *msg);
 void mx_core_closed(mx_server *m, cx_conn *c, mx_peer *p);

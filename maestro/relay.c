@@ -169,22 +169,6 @@ bool mx_relay_response(mx_server *m, mx_link *l, cx_msg *msg)
     return false;
 }
 
-struct event_arg {
-    mx_server *m;
-    const char *core_id;
-    const char *text;
-    size_t len;
-};
-
-static void event_to_conn(cx_conn *c, void *arg)
-{
-    struct event_arg *a = arg;
-    mx_peer *p = cx_conn_data(c);
-    if (!p || p->kind == MX_PEER_CORE || (!p->client && !p->local))
-        return;
-    if (mx_peer_may_see(a->m, p, a->core_id))
-        (void)cx_conn_send_text(c, a->text, a->len);
-}
 
 void mx_relay_event(mx_server *m, mx_link *l, cx_msg *msg)
 {
@@ -193,8 +177,7 @@ void mx_relay_event(mx_server *m, mx_link *l, cx_msg *msg)
     char *text = cx_msg_encode(msg->root, &len);
     if (!text)
         return;
-    struct event_arg a = {m, l->id, text, len};
-    cx_server_foreach(m->srv, event_to_conn, &a);
+    mx_send_to_viewers(m, l->id, text, len);
     free(text);
 }
 

@@ -872,17 +872,6 @@ int cx_tokens_audit(cx_tokens *t, int64_t now, const char *event, const char *to
     }
     if ((rc = cx_db_run(st, NULL)) != CX_OK)
         return rc;
-    /* The table is trimmed so failed attempts from the network cannot grow the file without
-     * bound; now and then rather than on every insert: ids only grow, so one range delete
-     * keeps roughly the newest CX_CORE_AUDIT_MAX_ROWS rows. */
-    sqlite3_int64 id = sqlite3_last_insert_rowid(t->tk_db);
-    if (id % 1024 == 0 && id > CX_CORE_AUDIT_MAX_ROWS) {
-        st = t->tk_st[S_AUDIT_TRIM];
-        if ((rc = cx_db_bind_i64(st, 1, id - CX_CORE_AUDIT_MAX_ROWS)) != CX_OK) {
-            cx_db_finish(st);
-            return rc;
-        }
-        rc = cx_db_run(st, NULL);
-    }
-    return rc;
+    /* Trimmed so failed attempts from the network cannot grow the file without bound. */
+    return cx_db_trim_after_insert(t->tk_db, t->tk_st[S_AUDIT_TRIM], CX_CORE_AUDIT_MAX_ROWS);
 }

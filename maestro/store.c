@@ -1714,19 +1714,8 @@ int mx_audit(mx_store *s, int64_t now, const char *actor, const char *action,
     }
     if ((rc = cx_db_run(st, NULL)) != CX_OK)
         return rc;
-    /* Trimmed so failures from the network cannot grow the file without bound; now and
-     * then rather than on every insert: ids only grow, so one range delete keeps roughly
-     * the newest MX_AUDIT_MAX_ROWS rows. */
-    sqlite3_int64 id = sqlite3_last_insert_rowid(s->ms_db);
-    if (id % 1024 == 0 && id > MX_AUDIT_MAX_ROWS) {
-        st = s->ms_st[S_AUDIT_TRIM];
-        if ((rc = cx_db_bind_i64(st, 1, id - MX_AUDIT_MAX_ROWS)) != CX_OK) {
-            cx_db_finish(st);
-            return rc;
-        }
-        rc = cx_db_run(st, NULL);
-    }
-    return rc;
+    /* Trimmed so failed attempts from the network cannot grow the file without bound. */
+    return cx_db_trim_after_insert(s->ms_db, s->ms_st[S_AUDIT_TRIM], MX_AUDIT_MAX_ROWS);
 }
 
 static json_t *text_or_null(sqlite3_stmt *st, int col)

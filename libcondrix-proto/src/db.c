@@ -306,3 +306,16 @@ int cx_db_first_row(sqlite3_stmt *st)
     cx_db_finish(st);
     return step == SQLITE_DONE ? CX_E_NOTFOUND : cx_db_err(step);
 }
+
+int cx_db_trim_after_insert(sqlite3 *db, sqlite3_stmt *trim, int64_t max_rows)
+{
+    sqlite3_int64 id = sqlite3_last_insert_rowid(db);
+    if (id % 1024 != 0 || id <= max_rows)
+        return CX_OK;
+    int rc = cx_db_bind_i64(trim, 1, id - max_rows);
+    if (rc != CX_OK) {
+        cx_db_finish(trim);
+        return rc;
+    }
+    return cx_db_run(trim, NULL);
+}

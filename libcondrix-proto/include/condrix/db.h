@@ -42,6 +42,11 @@ int cx_db_run(sqlite3_stmt *st, int *changes);
  * finishes), CX_E_NOTFOUND or an error (the statement is already finished then). */
 int cx_db_first_row(sqlite3_stmt *st);
 
+/* Keep an append-only table (an audit trail) at about max_rows rows. Call after each
+ * insert: now and then (every 1024th id) trim runs `trim`, a DELETE whose ?1 is the
+ * lowest id to keep. Ids only grow, so one range delete does it. */
+int cx_db_trim_after_insert(sqlite3 *db, sqlite3_stmt *trim, int64_t max_rows);
+
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK. */
 int cx_db_begin(sqlite3 *db);
 int cx_db_commit(sqlite3 *db);

@@ -27,7 +27,7 @@ static const char *const client_types[] = {NULL, "desktop", "web", "mobile", "cl
 
 /* One WebSocket connection's state. Kept small: thousands of these sit idle. */
 typedef struct session {
-    char ip[64];              /* client address for limits, logs and listings */
+    const char *ip;           /* client address for limits, logs and listings */
     char id[37];              /* sessionId */
     char prefix[9];           /* display prefix of the token in use */
     char *token_name;         /* malloc'd once authenticated by a token; NULL otherwise */
@@ -35,14 +35,12 @@ typedef struct session {
     int64_t connected_at;     /* Unix ms */
     cx_msg_budget budget;     /* per-connection message rate */
     unsigned scopes;          /* granted scopes once authenticated */
-    int retry_after;          /* seconds, when refused at connect */
     uint8_t nsubs;            /* entries in subs */
     uint8_t strikes;          /* requests before auth */
     uint8_t invalid;          /* invalid messages in a row */
     uint8_t client_type;      /* index into client_types */
     uint8_t authed : 1;       /* may use actions */
     uint8_t dev : 1;          /* authenticated by dev mode */
-    uint8_t limited : 1;      /* refused at connect: close on open */
     uint8_t totp_asked : 1;   /* TOTP_REQUIRED was answered once */
     uint8_t failing : 1;      /* a failed auth is waiting for its delayed answer */
     uint8_t blocked : 1;      /* address blocked at connect: every request is refused */
@@ -778,7 +776,7 @@ static void dispatch(cx_core *core, caller *k, const cx_msg *req)
 void cx_core_dispatch_relayed(cx_core *core, const cx_msg *req, unsigned scopes)
 {
     session s = {0};
-    snprintf(s.ip, sizeof s.ip, "maestro");
+    s.ip = "maestro";
     snprintf(s.id, sizeof s.id, "maestro-relay");
     s.authed = 1;
     s.scopes = scopes;
@@ -796,19 +794,13 @@ static int on_upgrade(cx_server *srv, cx_conn *c, const cx_http_req *req)
     session *s = calloc(1, sizeof *s);
     if (!s)
         return 503;
-    cx_client_addr(core->trusted, cx_conn_peer(c), cx_http_req_header(req, "CF-Connecting-IP"),
-                   cx_http_req_header(req, "X-Forwarded-For"), s->ip);
-    if (!s->ip[0])
-        snprintf(s->ip, sizeof s->ip, "%s", cx_conn_peer(c));
+    s->ip = cx_conn_client_addr(c);
     cx_msg_new_id(s->id);
     s->connected_at = cx_clock_now_ms();
     int retry = 0;
     if (cx_ratelimit_auth_allowed(core->rl, s->ip, s->connected_at, &retry) != CX_OK) {
         /* Blocked after failed attempts: the first request hears why, with retryAfter. */
         s->blocked = 1;
-    } else if (cx_ratelimit_connection(core->rl, s->ip, s->connected_at, &retry) != CX_OK) {
-        s->limited = 1;
-        s->retry_after = retry;
     } else if (core->dev && cx_addr_is_loopback(cx_conn_peer(c)) && !cx_http_req_forwarded(req)) {
         s->dev = 1;
         s->authed = 1;
@@ -819,33 +811,17 @@ static int on_upgrade(cx_server *srv, cx_conn *c, const cx_http_req *req)
     return 0;
 }
 
-static void on_open(cx_server *srv, cx_conn *c)
-{
-    (void)srv;
-    session *s = cx_conn_data(c);
-    if (s->limited) {
-        char reason[64];
-        snprintf(reason, sizeof reason, "rate limited; retry in %d s", s->retry_after);
-        cx_log_info("connection from %s refused: too many connections", s->ip);
-        cx_conn_close(c, CX_WS_CLOSE_POLICY, reason);
-    }
-}
-
 static void on_message(cx_server *srv, cx_conn *c, const char *text, size_t len)
 {
     cx_core *core = cx_server_data(srv);
     session *s = cx_conn_data(c);
-    if (!s || s->limited)
+    if (!s)
         return;
     caller k = {s, c, core};
     cx_msg msg;
     cx_msg_error err;
     if (cx_msg_decode_lean(text, len, &msg, &err) != CX_OK) {
-        s->invalid++;
-        send_json(&k, cx_msg_fail("core", "error", err.id[0] ? err.id : NULL, "INVALID_MESSAGE",
-                                 err.message, NULL, NULL));
-        if (s->invalid >= CX_MSG_MAX_INVALID_IN_ROW)
-            cx_conn_close(c, CX_WS_CLOSE_POLICY, "too many invalid messages");
+        cx_reply_invalid(c, "core", &err, &s->invalid);
         return;
     }
     s->invalid = 0;
@@ -893,7 +869,6 @@ static void on_http(cx_server *srv, cx_conn *c, const cx_http_req *req)
 static const cx_server_callbacks callbacks = {
     .on_http = on_http,
     .on_upgrade = on_upgrade,
-    .on_open = on_open,
     .on_message = on_message,
     .on_close = on_close,
 };
@@ -1037,6 +1012,7 @@ int cx_core_start(cx_core *core, uv_loop_t *loop, const cx_core_options *opt)
     }
     if ((rc = cx_server_new(loop, &callbacks, core, &lim, &core->srv)) != CX_OK)
         return rc;
+    cx_server_set_admission(core->srv, core->rl, core->trusted);
     if (opt->tls_cert || opt->tls_key) {
         if (!opt->tls_cert || !opt->tls_key) {
             cx_log_error("TLS needs both CONDRIX_CORE_TLS_CERT and CONDRIX_CORE_TLS_KEY");

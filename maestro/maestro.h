@@ -65,19 +65,16 @@ typedef struct mx_link {
 
 /* One connection. Kept small: a pre-auth connection holds only this. */
 typedef struct mx_peer {
-    char ip[64];              /* client address for limits, logs and sessions */
+    const char *ip;           /* client address for limits, logs and sessions (the conn's) */
     char *user_agent;         /* malloc'd, capped; NULL when absent */
     mx_client *client;        /* malloc'd once signed in */
     mx_link *link;            /* malloc'd once a Core authenticated */
     struct mx_job *job;       /* a password job in flight for this connection */
     cx_msg_budget budget;     /* per-connection message rate */
-    int retry_after;          /* seconds, when refused at connect */
     uint16_t nrelay;          /* relayed requests in flight */
     uint8_t strikes;          /* requests before auth */
     uint8_t invalid;          /* invalid messages in a row */
     uint8_t kind;             /* enum mx_peer_kind */
-    uint8_t limited : 1;      /* refused at connect: close on open */
-    uint8_t blocked : 1;      /* address blocked at connect */
     uint8_t failing : 1;      /* a failed sign-in awaits its delayed answer */
     uint8_t local : 1;        /* loopback, no forwarding header, client auth disabled */
 } mx_peer;

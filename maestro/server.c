@@ -181,54 +181,26 @@ static int on_upgrade(cx_server *srv, cx_conn *c, const cx_http_req *req)
     mx_peer *p = calloc(1, sizeof *p);
     if (!p)
         return 503;
-    cx_client_addr(m->trusted, cx_conn_peer(c), cx_http_req_header(req, "CF-Connecting-IP"),
-                   cx_http_req_header(req, "X-Forwarded-For"), p->ip);
-    if (!p->ip[0])
-        snprintf(p->ip, sizeof p->ip, "%s", cx_conn_peer(c));
+    p->ip = cx_conn_client_addr(c);
     const char *ua = cx_http_req_header(req, "User-Agent");
     if (ua && *ua)
         p->user_agent = strndup(ua, MX_UA_MAX_CHARS); /* NULL on ENOMEM: simply unknown */
-    int64_t now = cx_clock_now_ms();
-    int retry = 0;
-    /* A blocked address is let in so that its first request hears RATE_LIMITED with
-     * retryAfter; every sign-in path checks the block itself. */
-    if (cx_ratelimit_auth_allowed(m->rl, p->ip, now, &retry) == CX_OK &&
-        cx_ratelimit_connection(m->rl, p->ip, now, &retry) != CX_OK) {
-        p->limited = 1;
-        p->retry_after = retry;
-    }
     if (!m->client_auth && cx_addr_is_loopback(cx_conn_peer(c)) && !cx_http_req_forwarded(req))
         p->local = 1;
     cx_conn_set_data(c, p);
     return 0;
 }
 
-static void on_open(cx_server *srv, cx_conn *c)
-{
-    (void)srv;
-    mx_peer *p = cx_conn_data(c);
-    if (p->limited) {
-        char reason[64];
-        snprintf(reason, sizeof reason, "rate limited; retry in %d s", p->retry_after);
-        cx_log_info("connection from %s refused: too many connections", p->ip);
-        cx_conn_close(c, CX_WS_CLOSE_POLICY, reason);
-    }
-}
-
 static void on_message(cx_server *srv, cx_conn *c, const char *text, size_t len)
 {
     mx_server *m = cx_server_data(srv);
     mx_peer *p = cx_conn_data(c);
-    if (!p || p->limited)
+    if (!p)
         return;
     cx_msg msg;
     cx_msg_error err;
     if (cx_msg_decode(text, len, &msg, &err) != CX_OK) {
-        p->invalid++;
-        cx_reply_json(c, cx_msg_fail("maestro", "error", err.id[0] ? err.id : NULL,
-                                    "INVALID_MESSAGE", err.message, NULL, NULL));
-        if (p->invalid >= CX_MSG_MAX_INVALID_IN_ROW)
-            cx_conn_close(c, CX_WS_CLOSE_POLICY, "too many invalid messages");
+        cx_reply_invalid(c, "maestro", &err, &p->invalid);
         return;
     }
     p->invalid = 0;
@@ -292,7 +264,6 @@ static void on_http(cx_server *srv, cx_conn *c, const cx_http_req *req)
 static const cx_server_callbacks callbacks = {
     .on_http = on_http,
     .on_upgrade = on_upgrade,
-    .on_open = on_open,
     .on_message = on_message,
     .on_close = on_close,
 };
@@ -420,6 +391,7 @@ int mx_server_start(mx_server *m, uv_loop_t *loop, const mx_options *opt)
     }
     if ((rc = cx_server_new(loop, &callbacks, m, &lim, &m->srv)) != CX_OK)
         return rc;
+    cx_server_set_admission(m->srv, m->rl, m->trusted);
     if (opt->tls_cert || opt->tls_key) {
         if (!opt->tls_cert || !opt->tls_key) {
             cx_log_error("TLS needs both CONDRIX_MAESTRO_TLS_CERT and CONDRIX_MAESTRO_TLS_KEY");

@@ -4,6 +4,7 @@
 #include "condrix/net.h"
 
 #include "condrix/buf.h"
+#include "condrix/clock.h"
 #include "condrix/config.h"
 #include "condrix/error.h"
 #include "condrix/limits.h"
@@ -53,6 +54,7 @@ struct cx_conn {
     uint8_t authed : 1;     /* auth deadline no longer applies */
     uint8_t reading : 1;    /* uv_read_start is active */
     char peer[46];          /* peer address text */
+    char client[64];        /* client address: the peer, or what a trusted proxy forwarded */
 };
 
 struct cx_server {
@@ -65,6 +67,8 @@ struct cx_server {
     void *ud;                     /* the application's */
     cx_server_limits lim;         /* bounds in force */
     cx_tls_server *tls;           /* shared TLS config, NULL for plain */
+    cx_ratelimit *rl;             /* new-connection limit, NULL for none; not owned */
+    const cx_cidr_list *trusted;  /* proxies whose forwarding headers count; not owned */
     cx_conn *conns;               /* list of live connections */
     size_t nconns;                /* its length */
     int port;                     /* bound port */
@@ -336,7 +340,18 @@ static void http_complete(cx_conn *c, const uint8_t *rest, size_t nrest)
     }
     char accept[29];
     int status = cx_http_req_check_upgrade(c->http, accept);
-    if (status == 0 && srv->cb.on_upgrade)
+    int retry = 0;
+    bool refused = false;
+    if (status == 0) {
+        cx_client_addr(srv->trusted, c->peer, cx_http_req_header(c->http, "CF-Connecting-IP"),
+                       cx_http_req_header(c->http, "X-Forwarded-For"), c->client);
+        if (!c->client[0])
+            snprintf(c->client, sizeof c->client, "%s", c->peer);
+        int64_t now = cx_clock_now_ms();
+        refused = srv->rl && cx_ratelimit_auth_allowed(srv->rl, c->client, now, &retry) == CX_OK &&
+                  cx_ratelimit_connection(srv->rl, c->client, now, &retry) != CX_OK;
+    }
+    if (status == 0 && !refused && srv->cb.on_upgrade)
         status = srv->cb.on_upgrade(srv, c, c->http);
     if (status != 0) {
         http_error(c, status);
@@ -364,6 +379,14 @@ static void http_complete(cx_conn *c, const uint8_t *rest, size_t nrest)
     c->deadline = c->authed ? 0 : now + srv->lim.auth_ms;
     c->next_ping = now + srv->lim.ping_ms;
     c->last_seen = now;
+    if (refused) {
+        /* Over the new-connection limit: the client hears why in the close frame. */
+        char reason[64];
+        snprintf(reason, sizeof reason, "rate limited; retry in %d s", retry);
+        cx_log_info("connection from %s refused: too many connections", c->client);
+        cx_conn_close(c, CX_WS_CLOSE_POLICY, reason);
+        return;
+    }
     c->opened = 1;
     if (srv->cb.on_open)
         srv->cb.on_open(srv, c);
@@ -610,6 +633,12 @@ int cx_server_new(uv_loop_t *loop, const cx_server_callbacks *cb, void *ud,
     return CX_OK;
 }
 
+void cx_server_set_admission(cx_server *srv, cx_ratelimit *rl, const cx_cidr_list *trusted)
+{
+    srv->rl = rl;
+    srv->trusted = trusted;
+}
+
 int cx_server_set_tls(cx_server *srv, const char *cert_path, const char *key_path, char **err)
 {
     return cx_tls_server_new(cert_path, key_path, &srv->tls, err);
@@ -781,6 +810,7 @@ void cx_server_free(cx_server *srv)
 /* ---- connection API ---- */
 
 const char *cx_conn_peer(const cx_conn *c) { return c->peer; }
+const char *cx_conn_client_addr(const cx_conn *c) { return c->client[0] ? c->client : c->peer; }
 void cx_conn_set_data(cx_conn *c, void *data) { c->data = data; }
 void *cx_conn_data(const cx_conn *c) { return c->data; }
 cx_server *cx_conn_server(const cx_conn *c) { return c->srv; }

@@ -2,6 +2,9 @@
  * cx_conn_send_text, so the Core and Maestro share one fast path and one wording. */
 #include "condrix/reply.h"
 
+#include "condrix/limits.h"
+#include "condrix/ws.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -47,4 +50,16 @@ void cx_reply_limited(cx_conn *c, const cx_msg *req, int retry_after, json_t *pa
     char *text = cx_msg_encode_fail(req->ns, req->action, req->id, "RATE_LIMITED", msg,
                                     json_pack("{s:i}", "retryAfter", retry_after), payload, &len);
     send_text(c, text, len);
+}
+
+void cx_reply_invalid(cx_conn *c, const char *ns, const cx_msg_error *err, uint8_t *in_row)
+{
+    if (*in_row < UINT8_MAX)
+        (*in_row)++;
+    size_t len;
+    char *text = cx_msg_encode_fail(ns, "error", err->id[0] ? err->id : NULL, "INVALID_MESSAGE",
+                                    err->message, NULL, NULL, &len);
+    send_text(c, text, len);
+    if (*in_row >= CX_MSG_MAX_INVALID_IN_ROW)
+        cx_conn_close(c, CX_WS_CLOSE_POLICY, "too many invalid messages");
 }

@@ -11,7 +11,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "condrix/config.h"
 #include "condrix/http.h"
+#include "condrix/ratelimit.h"
 
 typedef struct cx_server cx_server; /* opaque: a listener and its connections */
 typedef struct cx_conn cx_conn;     /* opaque: one accepted connection */
@@ -54,6 +56,14 @@ int cx_server_new(uv_loop_t *loop, const cx_server_callbacks *cb, void *ud,
                   const cx_server_limits *lim, cx_server **out);
 /* Serve TLS with a PEM certificate chain and key. *err (malloc'd) explains a failure. */
 int cx_server_set_tls(cx_server *srv, const char *cert_path, const char *key_path, char **err);
+/* Who may connect. From now on every upgrade request learns its client address (the
+ * peer, or what a proxy in `trusted` forwarded: see cx_client_addr) and is held to rl's
+ * new-connection limit. An over-limit connection that is not blocked for failed
+ * authentications completes the upgrade and is closed at once with 1008 "rate limited;
+ * retry in N s"; the application never hears of it. A blocked address is let in, so its
+ * first request can hear RATE_LIMITED from the application. rl and trusted must outlive
+ * the server; either may be NULL (no limit; the peer is the client). */
+void cx_server_set_admission(cx_server *srv, cx_ratelimit *rl, const cx_cidr_list *trusted);
 /* Bind and listen. port 0 picks a free port (see cx_server_port). */
 int cx_server_listen(cx_server *srv, const char *host, int port, char **err);
 int cx_server_port(const cx_server *srv);
@@ -72,6 +82,9 @@ void cx_server_free(cx_server *srv);
 
 /* The socket peer's address as text ("127.0.0.1", "::1"). */
 const char *cx_conn_peer(const cx_conn *c);
+/* The client's address for limits and logs: the peer, or the address a trusted proxy
+ * forwarded (cx_server_set_admission). Set from the upgrade on; valid as long as c. */
+const char *cx_conn_client_addr(const cx_conn *c);
 void cx_conn_set_data(cx_conn *c, void *data);
 void *cx_conn_data(const cx_conn *c);
 cx_server *cx_conn_server(const cx_conn *c);

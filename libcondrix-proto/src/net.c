@@ -11,6 +11,7 @@
 #include "condrix/log.h"
 #include "condrix/ws.h"
 #include "tls.h"
+#include "wqueue.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -80,12 +81,6 @@ struct cx_server {
     uint8_t readbuf[CX_NET_READ_BUF]; /* shared read buffer */
 };
 
-struct wreq {
-    uv_write_t req;
-    cx_conn *c;
-    size_t len;
-    uint8_t data[];
-};
 
 static void conn_destroy(cx_conn *c, uint16_t code);
 static void conn_flush(cx_conn *c);
@@ -150,12 +145,10 @@ int cx_server_limits_from_env(cx_server_limits *lim, const char **bad)
 
 /* ---- output ---- */
 
-static void on_write_done(uv_write_t *req, int status)
+static void on_write_done(void *owner, size_t len, int status)
 {
-    struct wreq *w = (struct wreq *)req;
-    cx_conn *c = w->c;
-    c->outq -= w->len;
-    free(w);
+    cx_conn *c = owner;
+    c->outq -= len;
     if (c->state == ST_CLOSED)
         return;
     if (status < 0) {
@@ -185,18 +178,9 @@ static int raw_write(cx_conn *c, const uint8_t *p, size_t n)
     }
     if (c->outq + n > c->srv->lim.outq_bytes + 4096)
         return CX_E_TOOBIG;
-    struct wreq *w = malloc(sizeof *w + n);
-    if (!w)
-        return CX_E_NOMEM;
-    w->c = c;
-    w->len = n;
-    memcpy(w->data, p, n);
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)n);
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done);
-    if (rc < 0) {
-        free(w);
-        return CX_E_IO;
-    }
+    int rc = cx__wq_write((uv_stream_t *)&c->tcp, p, n, c, on_write_done);
+    if (rc != CX_OK)
+        return rc;
     c->outq += n;
     return CX_OK;
 }

@@ -9,6 +9,7 @@
 #include "condrix/limits.h"
 #include "condrix/ws.h"
 #include "tls.h"
+#include "wqueue.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,12 +53,6 @@ struct cx_wsc {
     char reason[400];            /* reported to on_close */
 };
 
-struct wsc_wreq {
-    uv_write_t req;
-    cx_wsc *c;
-    size_t len;
-    uint8_t data[];
-};
 
 static void finish(cx_wsc *c, uint16_t code, const char *reason);
 
@@ -170,12 +165,10 @@ static void finish(cx_wsc *c, uint16_t code, const char *reason)
 
 /* ---- output ---- */
 
-static void on_write_done(uv_write_t *req, int status)
+static void on_write_done(void *owner, size_t len, int status)
 {
-    struct wsc_wreq *w = (struct wsc_wreq *)req;
-    cx_wsc *c = w->c;
-    c->outq -= w->len;
-    free(w);
+    cx_wsc *c = owner;
+    c->outq -= len;
     if (status < 0 && c->state != W_DONE)
         finish(c, CX_WS_CLOSE_ABNORMAL, "connection lost while sending");
 }
@@ -186,17 +179,9 @@ static int raw_write(cx_wsc *c, const uint8_t *p, size_t n)
         return CX_E_CLOSED;
     if (c->outq + n > WSC_MAX_OUTQ)
         return CX_E_TOOBIG;
-    struct wsc_wreq *w = malloc(sizeof *w + n);
-    if (!w)
-        return CX_E_NOMEM;
-    w->c = c;
-    w->len = n;
-    memcpy(w->data, p, n);
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)n);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) < 0) {
-        free(w);
-        return CX_E_IO;
-    }
+    int rc = cx__wq_write((uv_stream_t *)&c->tcp, p, n, c, on_write_done);
+    if (rc != CX_OK)
+        return rc;
     c->outq += n;
     return CX_OK;
 }

@@ -1,0 +1,17 @@
+/* Queued socket writes that own a copy of their bytes, shared by the server connections
+ * (net.c) and the outbound client (wsclient.c). Internal to the library. */
+#ifndef CONDRIX_WQUEUE_INTERNAL_H
+#define CONDRIX_WQUEUE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* Called when a queued write finished: owner as given, len the bytes it carried. */
+typedef void (*cx__wq_done)(void *owner, size_t len, int status);
+
+/* Copy n bytes and uv_write them on s; done(owner, n, status) follows. CX_OK, CX_E_NOMEM
+ * or CX_E_IO (nothing queued, done not called). */
+int cx__wq_write(uv_stream_t *s, const uint8_t *p, size_t n, void *owner, cx__wq_done done);
+
+#endif

@@ -259,9 +259,15 @@ static void handle_auth(cx_core *core, caller *k, const cx_msg *req)
             if (strcmp(json_string_value(ct), client_types[i]) == 0)
                 s->client_type = i;
     }
-    const char *token = cx_msg_payload_str(req, "token");
-    if (!token || !*token) {
+    json_t *tv = json_is_object(req->payload) ? json_object_get(req->payload, "token") : NULL;
+    if (!tv || json_is_null(tv) || (json_is_string(tv) && json_string_length(tv) == 0)) {
         auth_fail(core, k, req, "TOKEN_REQUIRED", "an access token is required", true);
+        return;
+    }
+    /* Given, but not a usable string (a number, an array, a string with NUL): malformed. */
+    const char *token = cx_msg_payload_str(req, "token");
+    if (!token) {
+        auth_fail(core, k, req, "INVALID_TOKEN", "invalid token", true);
         return;
     }
     cx_token_info info;

@@ -356,7 +356,7 @@ static void sign_in(mx_server *m, cx_conn *c, const mx_user *u, const mx_session
     memcpy(cl->user_id, u->id, sizeof cl->user_id);
     memcpy(cl->username, u->username, sizeof cl->username);
     memcpy(cl->session_id, s->id, sizeof cl->session_id);
-    snprintf(cl->token, sizeof cl->token, "%s", token);
+    cx_token_hash(token, cl->token_hash);
     cl->role = u->role;
     cl->touched_at = cx_clock_now_ms();
     p->kind = MX_PEER_CLIENT;
@@ -544,9 +544,7 @@ bool mx_client_session_ok(mx_server *m, cx_conn *c, const cx_msg *req)
     int64_t now = cx_clock_now_ms();
     mx_session s;
     mx_user u;
-    int rc = mx_session_check(m->store, cl->token, now, &s);
-    if (rc == CX_OK && mx_user_by_id(m->store, cl->user_id, &u, NULL) != CX_OK)
-        rc = CX_E_NOTFOUND;
+    int rc = mx_session_check_hash(m->store, cl->token_hash, now, &s, &u);
     if (rc == CX_E_DB || rc == CX_E_NOMEM) {
         cx_reply_err(c, req, "INTERNAL", "could not check the session");
         return false;
@@ -574,7 +572,7 @@ static void act_logout(mx_server *m, cx_conn *c, const cx_msg *req)
 {
     mx_peer *p = peer_of(c);
     mx_client *cl = p->client;
-    if (mx_session_revoke_token(m->store, cl->token) != CX_OK) {
+    if (mx_session_revoke_hash(m->store, cl->token_hash) != CX_OK) {
         cx_reply_err(c, req, "INTERNAL", "could not end the session");
         return;
     }

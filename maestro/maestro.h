@@ -44,7 +44,7 @@ typedef struct mx_client {
     char user_id[MX_ID_CHARS + 1];       /* users.id */
     char username[MX_USERNAME_MAX + 1];  /* for audit lines and pairing.createdBy */
     char session_id[MX_ID_CHARS + 1];    /* public session id */
-    char token[65];                      /* session token, checked on every request */
+    uint8_t token_hash[CX_TOKEN_HASH_BYTES]; /* SHA-256 of the session token, checked per request */
     int role;                            /* enum mx_role, refreshed on every request */
     int64_t touched_at;                  /* last mx_session_touch, Unix ms */
 } mx_client;

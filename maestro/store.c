@@ -204,7 +204,11 @@ static const char *const stmt_sql[S_N_] = {
     [S_SESSION_INSERT] = "INSERT INTO sessions (id, token_hash, user_id, created_at, expires_at,"
                          " last_seen_at, ip, user_agent)"
                          " SELECT ?1, ?2, id, ?4, ?5, ?4, ?6, ?7 FROM users WHERE id = ?3",
-    [S_SESSION_BY_HASH] = "SELECT " SESSION_COLS " FROM sessions WHERE token_hash = ?1",
+    /* One query per signed-in request: the session and, joined, who it belongs to now. */
+    [S_SESSION_BY_HASH] = "SELECT s.id, s.user_id, s.created_at, s.expires_at, s.last_seen_at, "
+                          "s.ip, s.user_agent, s.token_hash, u.username, u.role "
+                          "FROM sessions s JOIN users u ON u.id = s.user_id "
+                          "WHERE s.token_hash = ?1",
     [S_SESSION_DEL_HASH] = "DELETE FROM sessions WHERE token_hash = ?1",
     [S_SESSION_DEL_ID] = "DELETE FROM sessions WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)",
     [S_SESSION_DEL_USER] = "DELETE FROM sessions WHERE user_id = ?1 AND (?2 IS NULL OR id != ?2)",
@@ -1056,6 +1060,41 @@ int mx_session_create(mx_store *s, const char *user_id, const char *ip, const ch
     return rc;
 }
 
+int mx_session_check_hash(mx_store *s, const uint8_t hash[CX_TOKEN_HASH_BYTES], int64_t now,
+                          mx_session *out, mx_user *user_out)
+{
+    if (s == NULL || hash == NULL)
+        return CX_E_INVAL;
+    sqlite3_stmt *st = s->ms_st[S_SESSION_BY_HASH];
+    int rc = cx_db_bind_blob(st, 1, hash, CX_TOKEN_HASH_BYTES);
+    if (rc != CX_OK) {
+        cx_db_finish(st);
+        return rc;
+    }
+    if ((rc = cx_db_first_row(st)) != CX_OK)
+        return rc;
+    /* The index found the row; confirming in constant time keeps the decision independent
+     * of how SQLite compares blobs. */
+    const void *h = sqlite3_column_blob(st, 7);
+    if (h == NULL || sqlite3_column_bytes(st, 7) != CX_TOKEN_HASH_BYTES ||
+        sodium_memcmp(h, hash, CX_TOKEN_HASH_BYTES) != 0) {
+        cx_db_finish(st);
+        return CX_E_NOTFOUND;
+    }
+    mx_session x;
+    read_session(st, &x);
+    if (user_out != NULL) {
+        memset(user_out, 0, sizeof *user_out);
+        memcpy(user_out->id, x.user_id, sizeof user_out->id);
+        col_text(st, 8, user_out->username, sizeof user_out->username);
+        user_out->role = sqlite3_column_int(st, 9) == MX_ROLE_ADMIN ? MX_ROLE_ADMIN : MX_ROLE_USER;
+    }
+    cx_db_finish(st);
+    if (out != NULL)
+        *out = x;
+    return x.expires_at <= now ? CX_E_EXPIRED : CX_OK;
+}
+
 int mx_session_check(mx_store *s, const char *token, int64_t now, mx_session *out)
 {
     if (s == NULL || token == NULL)
@@ -1064,31 +1103,21 @@ int mx_session_check(mx_store *s, const char *token, int64_t now, mx_session *ou
         return CX_E_FORMAT;
     uint8_t hash[CX_TOKEN_HASH_BYTES];
     cx_token_hash(token, hash);
-    sqlite3_stmt *st = s->ms_st[S_SESSION_BY_HASH];
-    int rc = cx_db_bind_blob(st, 1, hash, sizeof hash);
-    if (rc != CX_OK) {
-        cx_db_finish(st);
-        goto out;
-    }
-    if ((rc = cx_db_first_row(st)) != CX_OK)
-        goto out;
-    /* The index found the row; confirming in constant time keeps the decision independent
-     * of how SQLite compares blobs. */
-    const void *h = sqlite3_column_blob(st, 7);
-    if (h == NULL || sqlite3_column_bytes(st, 7) != CX_TOKEN_HASH_BYTES ||
-        sodium_memcmp(h, hash, CX_TOKEN_HASH_BYTES) != 0) {
-        cx_db_finish(st);
-        rc = CX_E_NOTFOUND;
-        goto out;
-    }
-    mx_session x;
-    read_session(st, &x);
-    cx_db_finish(st);
-    if (out != NULL)
-        *out = x;
-    rc = x.expires_at <= now ? CX_E_EXPIRED : CX_OK;
-out:
+    int rc = mx_session_check_hash(s, hash, now, out, NULL);
     sodium_memzero(hash, sizeof hash);
+    return rc;
+}
+
+int mx_session_revoke_hash(mx_store *s, const uint8_t hash[CX_TOKEN_HASH_BYTES])
+{
+    if (s == NULL || hash == NULL)
+        return CX_E_INVAL;
+    sqlite3_stmt *st = s->ms_st[S_SESSION_DEL_HASH];
+    int rc, changes = 0;
+    if ((rc = cx_db_bind_blob(st, 1, hash, CX_TOKEN_HASH_BYTES)) != CX_OK)
+        cx_db_finish(st);
+    else if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
+        rc = CX_E_NOTFOUND;
     return rc;
 }
 
@@ -1100,12 +1129,7 @@ int mx_session_revoke_token(mx_store *s, const char *token)
         return CX_E_FORMAT;
     uint8_t hash[CX_TOKEN_HASH_BYTES];
     cx_token_hash(token, hash);
-    sqlite3_stmt *st = s->ms_st[S_SESSION_DEL_HASH];
-    int rc, changes = 0;
-    if ((rc = cx_db_bind_blob(st, 1, hash, sizeof hash)) != CX_OK)
-        cx_db_finish(st);
-    else if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
-        rc = CX_E_NOTFOUND;
+    int rc = mx_session_revoke_hash(s, hash);
     sodium_memzero(hash, sizeof hash);
     return rc;
 }

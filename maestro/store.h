@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "condrix/token.h"
+
 #define MX_USERNAME_MAX 64
 #define MX_DISPLAY_NAME_MAX 128
 #define MX_CORE_ID_MAX 128
@@ -117,6 +119,12 @@ int mx_session_create(mx_store *s, const char *user_id, const char *ip, const ch
 int mx_session_check(mx_store *s, const char *token, int64_t now, mx_session *out);
 /* Revoke by token (logout) or by public id (must belong to user_id unless NULL). */
 int mx_session_revoke_token(mx_store *s, const char *token);
+/* The same by the token's SHA-256, for callers that keep only the hash. check_hash also
+ * fills user_out (may be NULL) with the owner's id, username and current role, in the
+ * same query. */
+int mx_session_check_hash(mx_store *s, const uint8_t hash[CX_TOKEN_HASH_BYTES], int64_t now,
+                          mx_session *out, mx_user *user_out);
+int mx_session_revoke_hash(mx_store *s, const uint8_t hash[CX_TOKEN_HASH_BYTES]);
 int mx_session_revoke_id(mx_store *s, const char *user_id, const char *session_id);
 int mx_session_list(mx_store *s, const char *user_id, mx_session **arr, size_t *n);
 /* last_seen_at; cheap (callers batch). */

@@ -270,6 +270,42 @@ static void test_user_delete_cascades(void **state)
     assert_int_equal(mx_core_by_id(f->s, c.id, NULL), CX_OK);
 }
 
+/* The per-request check: one lookup by the token's hash gives the session and its owner's
+ * current role; a role change shows at once, a deleted owner means an unknown session. */
+static void test_session_check_hash(void **state)
+{
+    fixture *f = *state;
+    mx_user a, u, who;
+    make_user(f->s, "a", MX_ROLE_ADMIN, &a);
+    make_user(f->s, "Bob", MX_ROLE_USER, &u);
+    char tok[65];
+    mx_session x, y;
+    assert_int_equal(mx_session_create(f->s, u.id, "1.2.3.4", "ua", NOW, tok, &x), CX_OK);
+    uint8_t hash[CX_TOKEN_HASH_BYTES];
+    cx_token_hash(tok, hash);
+    assert_int_equal(mx_session_check_hash(f->s, hash, NOW + 1, &y, &who), CX_OK);
+    assert_string_equal(y.id, x.id);
+    assert_string_equal(who.id, u.id);
+    assert_string_equal(who.username, "Bob");
+    assert_int_equal(who.role, MX_ROLE_USER);
+    assert_int_equal(mx_user_set_role(f->s, u.id, MX_ROLE_ADMIN), CX_OK);
+    assert_int_equal(mx_session_check_hash(f->s, hash, NOW + 1, NULL, &who), CX_OK);
+    assert_int_equal(who.role, MX_ROLE_ADMIN);
+    assert_int_equal(mx_session_check_hash(f->s, hash, x.expires_at, NULL, NULL), CX_E_EXPIRED);
+    uint8_t other[CX_TOKEN_HASH_BYTES];
+    memcpy(other, hash, sizeof other);
+    other[0] ^= 1;
+    assert_int_equal(mx_session_check_hash(f->s, other, NOW + 1, NULL, NULL), CX_E_NOTFOUND);
+    assert_int_equal(mx_user_delete(f->s, u.id), CX_OK);
+    assert_int_equal(mx_session_check_hash(f->s, hash, NOW + 1, NULL, &who), CX_E_NOTFOUND);
+    /* Revoking by hash, as a signed-in connection does on logout. */
+    assert_int_equal(mx_session_create(f->s, a.id, NULL, NULL, NOW, tok, NULL), CX_OK);
+    cx_token_hash(tok, hash);
+    assert_int_equal(mx_session_revoke_hash(f->s, hash), CX_OK);
+    assert_int_equal(mx_session_check(f->s, tok, NOW + 1, NULL), CX_E_NOTFOUND);
+    assert_int_equal(mx_session_revoke_hash(f->s, hash), CX_E_NOTFOUND);
+}
+
 static void test_password_change_revokes_sessions(void **state)
 {
     fixture *f = *state;
@@ -826,6 +862,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_delete_cascades, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_change_revokes_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_check_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_totp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pairing_single_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pairing_multi_use, setup, teardown),

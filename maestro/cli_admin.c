@@ -338,6 +338,47 @@ static int get_password(cli *c, char *pw, char hash[CX_PASSWORD_HASH_MAX], bool 
 
 /* ---- user verbs ---- */
 
+/* A listing of store rows: {key:[...]} with --json, else a table (or the `empty` line).
+ * row(elem, cells) fills ncol cells of one row. */
+typedef struct listing {
+    const char *key;                      /* JSON member holding the array */
+    const char *empty;                    /* printed when there are no rows */
+    const char *const *head;              /* column titles */
+    int ncol;
+    const void *arr;                      /* n elements of size bytes */
+    size_t n, size;
+    json_t *(*to_json)(const void *elem);
+    void (*to_row)(const void *elem, char (*cells)[160]);
+} listing;
+
+static int emit_listing(cli *c, const listing *l)
+{
+    const char *base = l->arr;
+    if (c->json) {
+        json_t *list = json_array();
+        json_t *o = list ? json_pack("{s:o}", l->key, list) : NULL;
+        for (size_t i = 0; o != NULL && i < l->n; i++)
+            if (json_array_append_new(list, l->to_json(base + i * l->size)) != 0) {
+                json_decref(o);
+                o = NULL;
+            }
+        return emit_json(c, o);
+    }
+    if (l->n == 0) {
+        printf("%s\n", l->empty);
+        return MX_ADMIN_EXIT_OK;
+    }
+    char(*cells)[160] = calloc(l->n * (size_t)l->ncol, sizeof *cells);
+    if (cells == NULL)
+        return fail(c, "INTERNAL", NULL, "out of memory");
+    for (size_t i = 0; i < l->n; i++)
+        l->to_row(base + i * l->size, cells + i * (size_t)l->ncol);
+    print_table(l->head, l->ncol, cells, l->n);
+    printf("(times in UTC)\n");
+    free(cells);
+    return MX_ADMIN_EXIT_OK;
+}
+
 static json_t *user_json(const mx_user *u)
 {
     return json_pack("{s:s,s:s,s:s,s:o,s:b}", "id", u->id, "username", u->username, "role",
@@ -399,49 +440,33 @@ out:
     return ex;
 }
 
+static json_t *user_elem_json(const void *e)
+{
+    return user_json(e);
+}
+
+static void user_row(const void *e, char (*row)[160])
+{
+    const mx_user *u = e;
+    char tb[32];
+    snprintf(row[0], 160, "%s", u->username);
+    snprintf(row[1], 160, "%s", role_name(u->role));
+    snprintf(row[2], 160, "%s", u->totp_enabled ? "on" : "off");
+    snprintf(row[3], 160, "%s", human_time(u->created_at, "-", tb));
+    snprintf(row[4], 160, "%s", u->id);
+}
+
 static int do_user_list(cli *c)
 {
+    static const char *const head[] = {"USERNAME", "ROLE", "TOTP", "CREATED", "ID"};
     mx_user *arr = NULL;
     size_t n = 0;
     int rc = mx_user_list(c->s, &arr, &n);
     if (rc != CX_OK)
         return fail_rc(c, rc, "users");
-    int ex = MX_ADMIN_EXIT_OK;
-    if (c->json) {
-        json_t *list = json_array();
-        json_t *o = list ? json_pack("{s:o}", "users", list) : NULL;
-        for (size_t i = 0; o != NULL && i < n; i++)
-            if (json_array_append_new(list, user_json(&arr[i])) != 0) {
-                json_decref(o);
-                o = NULL;
-            }
-        ex = emit_json(c, o);
-        goto out;
-    }
-    if (n == 0) {
-        printf("No users yet. Make one with: %s user add NAME --role admin\n", PROG);
-        goto out;
-    }
-    enum { NCOL = 5 };
-    static const char *const head[NCOL] = {"USERNAME", "ROLE", "TOTP", "CREATED", "ID"};
-    char(*cells)[160] = calloc(n * NCOL, sizeof *cells);
-    if (cells == NULL) {
-        ex = fail(c, "INTERNAL", NULL, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char tb[32];
-        char(*row)[160] = cells + i * NCOL;
-        snprintf(row[0], 160, "%s", arr[i].username);
-        snprintf(row[1], 160, "%s", role_name(arr[i].role));
-        snprintf(row[2], 160, "%s", arr[i].totp_enabled ? "on" : "off");
-        snprintf(row[3], 160, "%s", human_time(arr[i].created_at, "-", tb));
-        snprintf(row[4], 160, "%s", arr[i].id);
-    }
-    print_table(head, NCOL, cells, n);
-    printf("(times in UTC)\n");
-    free(cells);
-out:
+    listing l = {"users", "No users yet. Make one with: " PROG " user add NAME --role admin",
+                 head, 5, arr, n, sizeof *arr, user_elem_json, user_row};
+    int ex = emit_listing(c, &l);
     free(arr);
     return ex;
 }
@@ -659,51 +684,34 @@ static json_t *core_json(const mx_core *k)
                      json_time(k->paired_at), "lastSeenAt", json_time(k->last_seen_at));
 }
 
+static json_t *core_elem_json(const void *e)
+{
+    return core_json(e);
+}
+
+static void core_row(const void *e, char (*row)[160])
+{
+    const mx_core *k = e;
+    char tb[32];
+    snprintf(row[0], 160, "%s", k->display_name);
+    snprintf(row[1], 160, "%s", k->id);
+    snprintf(row[2], 160, "%s", k->core_id);
+    snprintf(row[3], 160, "%s", k->token_prefix[0] ? k->token_prefix : "-");
+    snprintf(row[4], 160, "%s", human_time(k->paired_at, "pending", tb));
+    snprintf(row[5], 160, "%s", human_time(k->last_seen_at, "never", tb));
+}
+
 static int do_cores_list(cli *c)
 {
+    static const char *const head[] = {"NAME", "ID", "CORE-ID", "PREFIX", "PAIRED", "LAST-SEEN"};
     mx_core *arr = NULL;
     size_t n = 0;
     int rc = mx_core_list(c->s, &arr, &n);
     if (rc != CX_OK)
         return fail_rc(c, rc, "Cores");
-    int ex = MX_ADMIN_EXIT_OK;
-    if (c->json) {
-        json_t *list = json_array();
-        json_t *o = list ? json_pack("{s:o}", "cores", list) : NULL;
-        for (size_t i = 0; o != NULL && i < n; i++)
-            if (json_array_append_new(list, core_json(&arr[i])) != 0) {
-                json_decref(o);
-                o = NULL;
-            }
-        ex = emit_json(c, o);
-        goto out;
-    }
-    if (n == 0) {
-        printf("No Cores yet. Make a pairing code with: %s pair\n", PROG);
-        goto out;
-    }
-    enum { NCOL = 6 };
-    static const char *const head[NCOL] = {"NAME", "ID", "CORE-ID", "PREFIX", "PAIRED",
-                                           "LAST-SEEN"};
-    char(*cells)[160] = calloc(n * NCOL, sizeof *cells);
-    if (cells == NULL) {
-        ex = fail(c, "INTERNAL", NULL, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char tb[32];
-        char(*row)[160] = cells + i * NCOL;
-        snprintf(row[0], 160, "%s", arr[i].display_name);
-        snprintf(row[1], 160, "%s", arr[i].id);
-        snprintf(row[2], 160, "%s", arr[i].core_id);
-        snprintf(row[3], 160, "%s", arr[i].token_prefix[0] ? arr[i].token_prefix : "-");
-        snprintf(row[4], 160, "%s", human_time(arr[i].paired_at, "pending", tb));
-        snprintf(row[5], 160, "%s", human_time(arr[i].last_seen_at, "never", tb));
-    }
-    print_table(head, NCOL, cells, n);
-    printf("(times in UTC)\n");
-    free(cells);
-out:
+    listing l = {"cores", "No Cores yet. Make a pairing code with: " PROG " pair", head, 6, arr, n,
+                 sizeof *arr, core_elem_json, core_row};
+    int ex = emit_listing(c, &l);
     free(arr);
     return ex;
 }

@@ -29,8 +29,7 @@ typedef struct cx_core {
     uv_loop_t *loop;              /* the one loop */
     cx_server *srv;               /* listener and connections */
     cx_tokens *tokens;            /* core.db */
-    cx_ratelimit *rl;             /* per-address limits */
-    cx_cidr_list *trusted;        /* proxies whose forwarding headers count */
+    cx_ratelimit *rl;             /* per-address limits; owned by srv */
     bool dev;                     /* dev mode: local connections need no token */
     char core_id[64];             /* stable id, made once */
     char display_name[128];       /* shown to clients */

@@ -997,39 +997,10 @@ int cx_core_start(cx_core *core, uv_loop_t *loop, const cx_core_options *opt)
     if (murl && *murl)
         core->maestro_url = strdup(murl);
 
-    cx_ratelimit_config rcfg;
-    const char *bad = NULL;
-    if (cx_ratelimit_config_from_env(&rcfg, &bad) != CX_OK) {
-        cx_log_error("%s must be a whole number >= 0", bad ? bad : "a CONDRIX_RATE_* variable");
-        return CX_E_INVAL;
-    }
-    if (!(core->rl = cx_ratelimit_new(&rcfg)))
-        return CX_E_NOMEM;
-    const char *tp = getenv("CONDRIX_TRUSTED_PROXIES");
-    if (cx_cidr_list_parse(tp, &core->trusted) != CX_OK) {
-        cx_log_error("CONDRIX_TRUSTED_PROXIES must list addresses or CIDR ranges, "
-                     "e.g. \"127.0.0.1, ::1, 10.0.0.0/8\"");
-        return CX_E_INVAL;
-    }
-    cx_server_limits lim;
-    if (cx_server_limits_from_env(&lim, &bad) != CX_OK) {
-        cx_log_error("%s is out of range", bad);
-        return CX_E_INVAL;
-    }
-    if ((rc = cx_server_new(loop, &callbacks, core, &lim, &core->srv)) != CX_OK)
+    if ((rc = cx_server_from_env(loop, &callbacks, core, opt->tls_cert, opt->tls_key,
+                                 "CONDRIX_CORE", NULL, &core->srv)) != CX_OK)
         return rc;
-    cx_server_set_admission(core->srv, core->rl, core->trusted);
-    if (opt->tls_cert || opt->tls_key) {
-        if (!opt->tls_cert || !opt->tls_key) {
-            cx_log_error("TLS needs both CONDRIX_CORE_TLS_CERT and CONDRIX_CORE_TLS_KEY");
-            return CX_E_INVAL;
-        }
-        if ((rc = cx_server_set_tls(core->srv, opt->tls_cert, opt->tls_key, &err)) != CX_OK) {
-            cx_log_error("%s", err ? err : "cannot set up TLS");
-            free(err);
-            return rc;
-        }
-    }
+    core->rl = cx_server_ratelimit(core->srv);
     if ((rc = cx_server_listen(core->srv, opt->host, opt->port, &err)) != CX_OK) {
         cx_log_error("cannot listen on %s:%d: %s", opt->host, opt->port,
                      err ? err : cx_strerror(rc));
@@ -1079,7 +1050,5 @@ void cx_core_free(cx_core *core)
     cx_core_link_free(core);
     cx_server_free(core->srv);
     cx_tokens_close(core->tokens);
-    cx_ratelimit_free(core->rl);
-    cx_cidr_list_free(core->trusted);
     free(core->maestro_url);
 }

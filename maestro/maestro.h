@@ -83,9 +83,8 @@ typedef struct mx_server {
     uv_loop_t *loop;              /* the one loop */
     cx_server *srv;               /* listener and connections */
     mx_store *store;              /* maestro.db */
-    cx_ratelimit *rl;             /* per client address */
+    cx_ratelimit *rl;             /* per client address; owned by srv */
     cx_ratelimit *rl_user;        /* failed logins per lowercased username */
-    cx_cidr_list *trusted;        /* proxies whose forwarding headers count */
     bool client_auth;             /* false: loopback clients may list and relay unsigned */
     bool have_secret;             /* CONDRIX_MAESTRO_CORE_SECRET is set */
     uint8_t secret_hash[32];      /* its SHA-256, compared in constant time */

@@ -372,37 +372,13 @@ int mx_server_start(mx_server *m, uv_loop_t *loop, const mx_options *opt)
     if ((rc = load_client_auth(m)) != CX_OK || (rc = load_core_secret(m)) != CX_OK)
         return rc;
     cx_ratelimit_config rcfg;
-    const char *bad = NULL;
-    if (cx_ratelimit_config_from_env(&rcfg, &bad) != CX_OK) {
-        cx_log_error("%s must be a whole number >= 0", bad ? bad : "a CONDRIX_RATE_* variable");
-        return CX_E_INVAL;
-    }
-    if (!(m->rl = cx_ratelimit_new(&rcfg)) || !(m->rl_user = cx_ratelimit_new(&rcfg)))
-        return CX_E_NOMEM;
-    if (cx_cidr_list_parse(getenv("CONDRIX_TRUSTED_PROXIES"), &m->trusted) != CX_OK) {
-        cx_log_error("CONDRIX_TRUSTED_PROXIES must list addresses or CIDR ranges, "
-                     "e.g. \"127.0.0.1, ::1, 10.0.0.0/8\"");
-        return CX_E_INVAL;
-    }
-    cx_server_limits lim;
-    if (cx_server_limits_from_env(&lim, &bad) != CX_OK) {
-        cx_log_error("%s is out of range", bad);
-        return CX_E_INVAL;
-    }
-    if ((rc = cx_server_new(loop, &callbacks, m, &lim, &m->srv)) != CX_OK)
+    if ((rc = cx_server_from_env(loop, &callbacks, m, opt->tls_cert, opt->tls_key,
+                                 "CONDRIX_MAESTRO", &rcfg, &m->srv)) != CX_OK)
         return rc;
-    cx_server_set_admission(m->srv, m->rl, m->trusted);
-    if (opt->tls_cert || opt->tls_key) {
-        if (!opt->tls_cert || !opt->tls_key) {
-            cx_log_error("TLS needs both CONDRIX_MAESTRO_TLS_CERT and CONDRIX_MAESTRO_TLS_KEY");
-            return CX_E_INVAL;
-        }
-        if ((rc = cx_server_set_tls(m->srv, opt->tls_cert, opt->tls_key, &err)) != CX_OK) {
-            cx_log_error("%s", err ? err : "cannot set up TLS");
-            free(err);
-            return rc;
-        }
-    }
+    m->rl = cx_server_ratelimit(m->srv);
+    /* Failed sign-ins are also counted per username, with the same settings. */
+    if (!(m->rl_user = cx_ratelimit_new(&rcfg)))
+        return CX_E_NOMEM;
     /* Only once the configuration is known to be good: the password is shown once. */
     if ((rc = first_start_admin(m)) != CX_OK) {
         cx_log_error("cannot create the first-start user: %s", cx_strerror(rc));
@@ -460,8 +436,6 @@ void mx_server_free(mx_server *m)
     cx_server_free(m->srv);
     if (m->store)
         mx_store_close(m->store);
-    cx_ratelimit_free(m->rl);
     cx_ratelimit_free(m->rl_user);
-    cx_cidr_list_free(m->trusted);
     sodium_memzero(m->secret_hash, sizeof m->secret_hash);
 }

@@ -70,6 +70,8 @@ struct cx_server {
     cx_tls_server *tls;           /* shared TLS config, NULL for plain */
     cx_ratelimit *rl;             /* new-connection limit, NULL for none; not owned */
     const cx_cidr_list *trusted;  /* proxies whose forwarding headers count; not owned */
+    cx_ratelimit *own_rl;         /* made by cx_server_from_env: freed with the server */
+    cx_cidr_list *own_trusted;    /* likewise */
     cx_conn *conns;               /* list of live connections */
     size_t nconns;                /* its length */
     int port;                     /* bound port */
@@ -623,6 +625,63 @@ void cx_server_set_admission(cx_server *srv, cx_ratelimit *rl, const cx_cidr_lis
     srv->trusted = trusted;
 }
 
+cx_ratelimit *cx_server_ratelimit(const cx_server *srv)
+{
+    return srv->rl;
+}
+
+int cx_server_from_env(uv_loop_t *loop, const cx_server_callbacks *cb, void *ud,
+                       const char *tls_cert, const char *tls_key, const char *env_prefix,
+                       cx_ratelimit_config *rcfg_out, cx_server **out)
+{
+    cx_ratelimit_config rcfg;
+    cx_server_limits lim;
+    const char *bad = NULL;
+    cx_server *srv = NULL;
+    char *err = NULL;
+    int rc;
+    if (cx_ratelimit_config_from_env(&rcfg, &bad) != CX_OK) {
+        cx_log_error("%s must be a whole number >= 0", bad ? bad : "a CONDRIX_RATE_* variable");
+        return CX_E_INVAL;
+    }
+    if (cx_server_limits_from_env(&lim, &bad) != CX_OK) {
+        cx_log_error("%s is out of range", bad);
+        return CX_E_INVAL;
+    }
+    if ((rc = cx_server_new(loop, cb, ud, &lim, &srv)) != CX_OK)
+        return rc;
+    if (!(srv->own_rl = cx_ratelimit_new(&rcfg))) {
+        rc = CX_E_NOMEM;
+        goto fail;
+    }
+    if (cx_cidr_list_parse(getenv("CONDRIX_TRUSTED_PROXIES"), &srv->own_trusted) != CX_OK) {
+        cx_log_error("CONDRIX_TRUSTED_PROXIES must list addresses or CIDR ranges, "
+                     "e.g. \"127.0.0.1, ::1, 10.0.0.0/8\"");
+        rc = CX_E_INVAL;
+        goto fail;
+    }
+    cx_server_set_admission(srv, srv->own_rl, srv->own_trusted);
+    if (tls_cert || tls_key) {
+        if (!tls_cert || !tls_key) {
+            cx_log_error("TLS needs both %s_TLS_CERT and %s_TLS_KEY", env_prefix, env_prefix);
+            rc = CX_E_INVAL;
+            goto fail;
+        }
+        if ((rc = cx_server_set_tls(srv, tls_cert, tls_key, &err)) != CX_OK) {
+            cx_log_error("%s", err ? err : "cannot set up TLS");
+            free(err);
+            goto fail;
+        }
+    }
+    if (rcfg_out)
+        *rcfg_out = rcfg;
+    *out = srv;
+    return CX_OK;
+fail:
+    cx_server_free(srv);
+    return rc;
+}
+
 int cx_server_set_tls(cx_server *srv, const char *cert_path, const char *key_path, char **err)
 {
     return cx_tls_server_new(cert_path, key_path, &srv->tls, err);
@@ -788,6 +847,8 @@ void cx_server_free(cx_server *srv)
     if (!srv)
         return;
     cx_tls_server_free(srv->tls);
+    cx_ratelimit_free(srv->own_rl);
+    cx_cidr_list_free(srv->own_trusted);
     free(srv);
 }
 

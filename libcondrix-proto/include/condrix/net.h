@@ -64,6 +64,18 @@ int cx_server_set_tls(cx_server *srv, const char *cert_path, const char *key_pat
  * first request can hear RATE_LIMITED from the application. rl and trusted must outlive
  * the server; either may be NULL (no limit; the peer is the client). */
 void cx_server_set_admission(cx_server *srv, cx_ratelimit *rl, const cx_cidr_list *trusted);
+/* A server set up the way the Condrix binaries are configured: limits from
+ * CONDRIX_LIMIT_*, rate limits from CONDRIX_RATE_*, trusted proxies from
+ * CONDRIX_TRUSTED_PROXIES (admission as cx_server_set_admission; the server owns and frees
+ * these), and TLS when tls_cert or tls_key is given (both are needed; env_prefix, such as
+ * "CONDRIX_CORE", names their variables in messages). What is wrong is logged for the
+ * operator. rcfg_out (may be NULL) gets the rate-limit settings, for the caller's own
+ * limiters. CX_OK, CX_E_INVAL, CX_E_TLS or CX_E_NOMEM (nothing made). */
+int cx_server_from_env(uv_loop_t *loop, const cx_server_callbacks *cb, void *ud,
+                       const char *tls_cert, const char *tls_key, const char *env_prefix,
+                       cx_ratelimit_config *rcfg_out, cx_server **out);
+/* The server's rate limiter (cx_server_from_env or cx_server_set_admission), or NULL. */
+cx_ratelimit *cx_server_ratelimit(const cx_server *srv);
 /* Bind and listen. port 0 picks a free port (see cx_server_port). */
 int cx_server_listen(cx_server *srv, const char *host, int port, char **err);
 int cx_server_port(const cx_server *srv);

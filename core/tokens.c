@@ -371,23 +371,13 @@ int cx_tokens_open(const char *db_path, cx_tokens **out, char **errmsg)
     /* Deleted rows (revoked tokens, dropped TOTP secrets) are overwritten on disk. */
     if ((rc = cx_db_exec(t->tk_db, "PRAGMA secure_delete=ON")) != CX_OK)
         goto fail_msg;
-    for (int i = 0; i < S_N_; i++) {
-        int src = sqlite3_prepare_v3(t->tk_db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                                     &t->tk_st[i], NULL);
-        if (src != SQLITE_OK) {
-            rc = cx_db_err(src);
-            goto fail_msg;
-        }
-    }
+    if ((rc = cx_db_prepare_all(t->tk_db, stmt_sql, S_N_, t->tk_st)) != CX_OK)
+        goto fail_msg;
     *out = t;
     return CX_OK;
 fail_msg:
-    if (errmsg != NULL && *errmsg == NULL) {
-        const char *m = sqlite3_errmsg(t->tk_db);
-        size_t n = strlen(db_path) + strlen(m) + 32;
-        if ((*errmsg = malloc(n)) != NULL)
-            snprintf(*errmsg, n, "cannot prepare %s: %s", db_path, m);
-    }
+    if (errmsg != NULL && *errmsg == NULL)
+        cx_set_errmsg(errmsg, "cannot prepare %s: %s", db_path, sqlite3_errmsg(t->tk_db));
 fail:
     cx_tokens_close(t);
     return rc;
@@ -397,8 +387,7 @@ void cx_tokens_close(cx_tokens *t)
 {
     if (t == NULL)
         return;
-    for (int i = 0; i < S_N_; i++)
-        sqlite3_finalize(t->tk_st[i]);
+    cx_db_finalize_all(t->tk_st, S_N_);
     cx_db_close(t->tk_db);
     free(t);
 }

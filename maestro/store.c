@@ -598,14 +598,8 @@ int mx_store_open(const char *dir, mx_store **out, char **errmsg)
      * are honoured), so no Core is locked out. The Core's own store keeps FULL. */
     if ((rc = cx_db_exec(s->ms_db, "PRAGMA synchronous=NORMAL")) != CX_OK)
         goto fail_msg;
-    for (int i = 0; i < S_N_; i++) {
-        int src = sqlite3_prepare_v3(s->ms_db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                                     &s->ms_st[i], NULL);
-        if (src != SQLITE_OK) {
-            rc = cx_db_err(src);
-            goto fail_msg;
-        }
-    }
+    if ((rc = cx_db_prepare_all(s->ms_db, stmt_sql, S_N_, s->ms_st)) != CX_OK)
+        goto fail_msg;
     if ((rc = ensure_maestro_id(s)) != CX_OK)
         goto fail_msg;
     free(path);
@@ -624,8 +618,7 @@ void mx_store_close(mx_store *s)
 {
     if (s == NULL)
         return;
-    for (int i = 0; i < S_N_; i++)
-        sqlite3_finalize(s->ms_st[i]);
+    cx_db_finalize_all(s->ms_st, S_N_);
     cx_db_close(s->ms_db);
     sodium_memzero(s->ms_key, sizeof s->ms_key);
     free(s);

@@ -319,3 +319,23 @@ int cx_db_trim_after_insert(sqlite3 *db, sqlite3_stmt *trim, int64_t max_rows)
     }
     return cx_db_run(trim, NULL);
 }
+
+int cx_db_prepare_all(sqlite3 *db, const char *const *sql, int n, sqlite3_stmt **out)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &out[i], NULL);
+        if (rc != SQLITE_OK) {
+            cx_db_finalize_all(out, i + 1);
+            return cx_db_err(rc);
+        }
+    }
+    return CX_OK;
+}
+
+void cx_db_finalize_all(sqlite3_stmt **st, int n)
+{
+    for (int i = 0; i < n; i++) {
+        sqlite3_finalize(st[i]);
+        st[i] = NULL;
+    }
+}

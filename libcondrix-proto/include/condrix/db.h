@@ -25,6 +25,11 @@ void cx_db_close(sqlite3 *db);
 /* Run SQL with no results; CX_OK or CX_E_DB. */
 int cx_db_exec(sqlite3 *db, const char *sql);
 /* ---- statement plumbing shared by the stores ---- */
+/* Prepare n statements for the life of the connection (SQLITE_PREPARE_PERSISTENT) into
+ * out[0..n-1]. On failure the ones made are finalized and cleared; CX_OK or cx_db_err. */
+int cx_db_prepare_all(sqlite3 *db, const char *const *sql, int n, sqlite3_stmt **out);
+/* Finalize n statements (NULL entries are fine) and clear them. */
+void cx_db_finalize_all(sqlite3_stmt **st, int n);
 /* An SQLite result code as ours: CX_E_EXISTS for a constraint, CX_E_NOMEM, else CX_E_DB. */
 int cx_db_err(int sqlite_rc);
 /* Reset and unbind: frees the read snapshot and drops pointers to caller buffers bound

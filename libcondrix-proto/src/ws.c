@@ -77,6 +77,7 @@ struct cx_ws {
     bool in_frag;                /* a fragmented message is in progress */
     bool app_closed;             /* cx_ws_close was called */
     bool close_sent;             /* our close frame is on the wire */
+    bool close_received;         /* the peer's close frame arrived */
     bool send_failed;            /* on_send refused bytes */
     uint16_t pending_code;       /* close asked for inside a feed, sent after its replies */
     char *pending_reason;        /* its reason, malloc'd */
@@ -187,12 +188,14 @@ static uint16_t check_header(const cx_ws *ws, const struct frame *f)
  * the fragmentation state as if they were consumed. Stops after a close frame
  * (nothing may follow it), at a partial frame, or at a frame that fails the
  * session, whose close code is returned (0 if none). */
-static uint16_t scan(cx_ws *ws, const struct rx *rx, size_t *end, size_t *close_off)
+static uint16_t scan(cx_ws *ws, const struct rx *rx, size_t *end, size_t *close_off,
+                     bool *all_text)
 {
     size_t total = rx->alen + rx->blen, off = 0;
     uint16_t fail = 0;
 
     *close_off = SIZE_MAX;
+    *all_text = true;
     for (;;) {
         uint8_t h[FRAME_MAX_HEADER];
         struct frame f;
@@ -204,6 +207,8 @@ static uint16_t scan(cx_ws *ws, const struct rx *rx, size_t *end, size_t *close_
             break;
         if (f.len > total - off - f.hlen)
             break;
+        if (f.opcode != WSLAY_TEXT_FRAME || !f.fin)
+            *all_text = false;
         if (!is_control(f.opcode)) {
             if (f.fin) {
                 ws->in_frag = false;
@@ -229,6 +234,23 @@ static bool valid_close_code(uint16_t c)
            (c >= 3000 && c <= 4999);
 }
 
+/* XOR the masking key over p, eight bytes at a time where it can. */
+static void unmask(uint8_t *p, size_t n, const uint8_t key[4])
+{
+    uint8_t k8[8] = {key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]};
+    uint64_t k;
+    size_t i = 0;
+    memcpy(&k, k8, sizeof k);
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, sizeof v);
+        v ^= k;
+        memcpy(p + i, &v, sizeof v);
+    }
+    for (; i < n; i++)
+        p[i] ^= key[i % 4];
+}
+
 /* Read the peer's close frame at off ourselves: no wslay context exists while
  * we wait for it. */
 static void read_close(const struct rx *rx, size_t off, struct rx *out)
@@ -241,8 +263,7 @@ static void read_close(const struct rx *rx, size_t off, struct rx *out)
     size_t n = (size_t)f.len;
     rx_peek(rx, off + f.hlen, p, n);
     if (f.masked)
-        for (size_t i = 0; i < n; i++)
-            p[i] ^= f.key[i % 4];
+        unmask(p, n, f.key);
     out->peer_close = true;
     out->peer_reason[0] = '\0';
     if (n < 2) {
@@ -465,6 +486,85 @@ void cx_ws_free(cx_ws *ws)
     free(ws);
 }
 
+/* ---- fast path -------------------------------------------------------------- */
+
+/* Whole single-frame text messages are by far the common traffic, and going through
+ * wslay would set up and tear down a context (about 13 KB) for every read. So when no
+ * context is alive and the complete frames of a feed are all such messages, they are
+ * unmasked and delivered here, and a server's messages are framed here; everything
+ * else (control frames, fragments, closing) still goes through wslay. */
+#define FAST_SCRATCH 4096
+
+/* Deliver the frames [0, end), which scan() found to be whole text messages. Stops
+ * early when the app closes the session or a send fails. Returns 0, or the close code
+ * that fails the session (1007: not UTF-8); *nomem on an allocation failure. */
+static uint16_t fast_deliver(cx_ws *ws, const struct rx *rx, size_t end, bool *nomem)
+{
+    uint8_t stack[FAST_SCRATCH];
+    size_t off = 0;
+
+    while (off < end && !ws->app_closed && !ws->send_failed) {
+        uint8_t h[FRAME_MAX_HEADER];
+        struct frame f;
+        parse_header(h, rx_peek(rx, off, h, sizeof h), &f);
+        size_t n = (size_t)f.len;
+        uint8_t *p = n <= sizeof stack ? stack : malloc(n);
+        if (!p) {
+            *nomem = true;
+            return 0;
+        }
+        rx_peek(rx, off + f.hlen, p, n);
+        if (f.masked)
+            unmask(p, n, f.key);
+        off += f.hlen + n;
+        bool ok = cx_utf8_valid(p, n);
+        if (ok)
+            ws->cb->on_message(ws->ud, (const char *)p, n);
+        sodium_memzero(p, n); /* messages carry tokens and codes */
+        if (p != stack)
+            free(p);
+        if (!ok)
+            return CX_WS_CLOSE_BAD_DATA;
+    }
+    return 0;
+}
+
+/* A server's frame, unmasked, header and payload in one on_send. Only while no wslay
+ * context exists, so nothing queued there can be overtaken. */
+static int direct_send(cx_ws *ws, uint8_t opcode, const uint8_t *p, size_t n)
+{
+    uint8_t stack[FAST_SCRATCH];
+    size_t h = n < 126 ? 2 : n <= 0xFFFF ? 4 : 10;
+    uint8_t *out = h + n <= sizeof stack ? stack : malloc(h + n);
+    if (!out)
+        return CX_E_NOMEM;
+    out[0] = (uint8_t)(0x80 | opcode);
+    if (h == 2) {
+        out[1] = (uint8_t)n;
+    } else if (h == 4) {
+        out[1] = 126;
+        out[2] = (uint8_t)(n >> 8);
+        out[3] = (uint8_t)n;
+    } else {
+        out[1] = 127;
+        for (int i = 0; i < 8; i++)
+            out[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+    }
+    if (n)
+        memcpy(out + h, p, n);
+    int r = ws->cb->on_send(ws->ud, out, h + n);
+    sodium_memzero(out, h + n);
+    if (out != stack)
+        free(out);
+    if (r < 0) {
+        ws->send_failed = true;
+        if (!ws->rx) /* inside a feed, cx_ws_feed drops the session on its way out */
+            drop_all(ws);
+        return CX_E_CLOSED;
+    }
+    return CX_OK;
+}
+
 /* Let wslay read the complete frames [0, end), fail the session if scan() found
  * a bad frame after them, send what is queued, and work out what happened. */
 static int run_wslay(cx_ws *ws, struct rx *rx, size_t end, uint16_t fail, struct closed_note *note)
@@ -501,6 +601,7 @@ static int run_wslay(cx_ws *ws, struct rx *rx, size_t end, uint16_t fail, struct
     if (fail) {
         const char *reason = fail == CX_WS_CLOSE_UNSUPPORTED ? "binary frames are not supported"
                              : fail == CX_WS_CLOSE_TOO_BIG   ? "message too big"
+                             : fail == CX_WS_CLOSE_BAD_DATA  ? "invalid UTF-8"
                                                              : "protocol error";
         int r = wslay_event_queue_close(ws->ctx, fail, (const uint8_t *)reason, strlen(reason));
         if (r == 0) {
@@ -545,7 +646,8 @@ int cx_ws_feed(cx_ws *ws, const uint8_t *data, size_t len)
     struct rx rx = {.a = ws->in.data, .alen = ws->in.len, .b = data, .blen = len};
     struct closed_note note = {0};
     size_t end, close_off;
-    uint16_t fail = scan(ws, &rx, &end, &close_off);
+    bool all_text;
+    uint16_t fail = scan(ws, &rx, &end, &close_off, &all_text);
     int rc = CX_OK;
 
     if (ws->state == ST_CLOSING) {
@@ -558,6 +660,18 @@ int cx_ws_feed(cx_ws *ws, const uint8_t *data, size_t len)
             note = (struct closed_note){true, ws->code_sent, ""};
             ws->state = ST_DONE;
         }
+    } else if (end > 0 && all_text && !fail && !ws->ctx && !ws->app_closed) {
+        bool nomem = false;
+        ws->rx = &rx;
+        uint16_t bad = fast_deliver(ws, &rx, end, &nomem);
+        ws->rx = NULL;
+        if (nomem)
+            rc = CX_E_NOMEM;
+        else if (ws->send_failed)
+            rc = CX_E_CLOSED;
+        else if (bad || ws->pending_code || ws->ctx)
+            /* Send what the app queued (a client's replies, a close) and report it. */
+            rc = run_wslay(ws, &rx, 0, bad, &note);
     } else if (end > 0 || fail) {
         rc = run_wslay(ws, &rx, end, fail, &note);
         if (rc == CX_OK && ws->state == ST_CLOSING && close_off != SIZE_MAX) {
@@ -586,6 +700,8 @@ int cx_ws_feed(cx_ws *ws, const uint8_t *data, size_t len)
         drop_all(ws);
         return rc;
     }
+    if (rx.peer_close)
+        ws->close_received = true;
     if (ws->state == ST_DONE)
         drop_all(ws);
     else
@@ -599,8 +715,10 @@ int cx_ws_feed(cx_ws *ws, const uint8_t *data, size_t len)
  * caller answering from on_message) cx_ws_feed sends it when wslay is done. */
 static int send_msg(cx_ws *ws, uint8_t opcode, const uint8_t *p, size_t n)
 {
-    if (ws->state != ST_OPEN || ws->app_closed)
+    if (ws->state != ST_OPEN || ws->app_closed || ws->send_failed)
         return CX_E_CLOSED;
+    if (!ws->ctx && ws->role == CX_WS_SERVER)
+        return direct_send(ws, opcode, p, n);
     int rc = ensure_ctx(ws);
     if (rc)
         return rc;
@@ -647,7 +765,8 @@ int cx_ws_close(cx_ws *ws, uint16_t code, const char *reason)
         ws->app_closed = true;
         /* Read nothing more in this feed: a peer close later in the same input is
          * handled after ours is queued, so ours carries the app's code. */
-        wslay_event_shutdown_read(ws->ctx);
+        if (ws->ctx)
+            wslay_event_shutdown_read(ws->ctx);
         return CX_OK;
     }
     int rc = ensure_ctx(ws);
@@ -672,6 +791,11 @@ int cx_ws_close(cx_ws *ws, uint16_t code, const char *reason)
 bool cx_ws_close_sent(const cx_ws *ws)
 {
     return ws->close_sent;
+}
+
+bool cx_ws_close_received(const cx_ws *ws)
+{
+    return ws->close_received;
 }
 
 bool cx_ws_holds_state(const cx_ws *ws)

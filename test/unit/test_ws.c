@@ -848,6 +848,84 @@ static void test_reply_then_close_order(void **state)
     peer_fini(&c);
 }
 
+/* Whole text messages skip wslay; these are the edges of that path. */
+static void test_fast_path_edges(void **state)
+{
+    (void)state;
+    struct peer s, c;
+
+    /* A client answering inside the feed of a server message: its reply is sent. */
+    peer_init(&s, CX_WS_SERVER, 0);
+    peer_init(&c, CX_WS_CLIENT, 0);
+    c.echo = 1;
+    assert_int_equal(cx_ws_send_text(s.ws, "hello", 5), CX_OK);
+    uint8_t wire[64];
+    size_t n = s.out_len;
+    assert_int_equal(n, 7); /* 2-byte header, unmasked, then the text */
+    assert_int_equal(s.out[0], 0x81);
+    assert_int_equal(s.out[1], 5);
+    memcpy(wire, s.out, n);
+    s.out_len = 0;
+    assert_int_equal(cx_ws_feed(c.ws, wire, n), CX_OK);
+    assert_int_equal(c.n_msgs, 1);
+    assert_true(c.out_len > 0); /* the echo left in the same call */
+    pump(&c, &s);
+    assert_int_equal(s.n_msgs, 1);
+    assert_string_equal(s.msgs[0], "hello");
+    assert_false(cx_ws_close_received(s.ws));
+    peer_fini(&s);
+    peer_fini(&c);
+
+    /* Good, bad UTF-8, good in one read: the first is delivered, then 1007, no more. */
+    peer_init(&s, CX_WS_SERVER, 0);
+    uint8_t in[64];
+    n = cframe(in, 1, 1, "one");
+    n += cframe(in + n, 1, 1, "\xc3\x28");
+    n += cframe(in + n, 1, 1, "three");
+    assert_int_equal(cx_ws_feed(s.ws, in, n), CX_OK);
+    assert_int_equal(s.n_msgs, 1);
+    assert_string_equal(s.msgs[0], "one");
+    assert_int_equal(s.closed, 1);
+    assert_int_equal(s.close_code, 1007);
+    assert_int_equal(close_code_in(s.out, s.out_len, NULL, 0), 1007);
+    assert_false(cx_ws_close_received(s.ws)); /* we failed it; the peer never closed */
+    peer_fini(&s);
+
+    /* Replies to several messages of one read go out in order, then the app's close;
+     * the messages after the one that closed are not delivered. */
+    peer_init(&s, CX_WS_SERVER, 0);
+    s.echo = 1;
+    n = cframe(in, 1, 1, "a");
+    n += cframe(in + n, 1, 1, "b");
+    assert_int_equal(cx_ws_feed(s.ws, in, n), CX_OK);
+    assert_int_equal(s.n_msgs, 2);
+    assert_int_equal(s.out_len, 6);
+    assert_memory_equal(s.out, "\x81\x01" "a" "\x81\x01" "b", 6);
+    s.out_len = 0;
+    s.close_on_msg = 1;
+    n = cframe(in, 1, 1, "c");
+    n += cframe(in + n, 1, 1, "d");
+    assert_int_equal(cx_ws_feed(s.ws, in, n), CX_OK);
+    assert_int_equal(s.n_msgs, 3);
+    assert_memory_equal(s.out, "\x81\x01" "c", 3);
+    assert_int_equal(close_code_in(s.out, s.out_len, NULL, 0), 4002);
+    assert_int_equal(s.closed, 0); /* waits for the peer's close */
+    assert_false(cx_ws_close_received(s.ws));
+    n = cframe(in, 1, 8, "\x0f\xa2"); /* 4002 back */
+    assert_int_equal(cx_ws_feed(s.ws, in, n), CX_OK);
+    assert_int_equal(s.closed, 1);
+    assert_true(cx_ws_close_received(s.ws));
+    peer_fini(&s);
+
+    /* The peer closing: received is set by the time on_closed runs. */
+    peer_init(&s, CX_WS_SERVER, 0);
+    n = cframe(in, 1, 8, "\x03\xe8");
+    assert_int_equal(cx_ws_feed(s.ws, in, n), CX_OK);
+    assert_int_equal(s.closed, 1);
+    assert_true(cx_ws_close_received(s.ws));
+    peer_fini(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -867,6 +945,7 @@ int main(void)
         cmocka_unit_test(test_large_messages),
         cmocka_unit_test(test_send_failure),
         cmocka_unit_test(test_idle_memory),
+        cmocka_unit_test(test_fast_path_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,6 +72,8 @@ int cx_ws_close(cx_ws *ws, uint16_t code, const char *reason);
 
 /* True once we sent a close frame. */
 bool cx_ws_close_sent(const cx_ws *ws);
+/* True once the peer's close frame arrived: a well-behaved peer sends nothing after it. */
+bool cx_ws_close_received(const cx_ws *ws);
 /* True while the session holds a wslay context or buffered bytes (for tests). */
 bool cx_ws_holds_state(const cx_ws *ws);
 

@@ -856,12 +856,16 @@ static void act_users_list(mx_server *m, cx_conn *c, const cx_msg *req)
     cx_reply_ok(c, req, json_pack("{s:o}", "users", list));
 }
 
-/* The new password: the one given (checked), or a generated one shown once. */
+/* The new password: the one given as `password` (or `newPassword`, the spelling of
+ * auth.changePassword), checked, or else a generated one shown once. */
 static bool job_take_password(mx_job *j, cx_conn *c, const cx_msg *req)
 {
-    json_t *v = json_object_get(req->payload, "password");
+    const char *field = "password";
+    json_t *v = json_object_get(req->payload, field);
+    if (!v || json_is_null(v))
+        v = json_object_get(req->payload, field = "newPassword");
     if (v && !json_is_null(v)) {
-        const char *pw = cx_msg_payload_str(req, "password");
+        const char *pw = cx_msg_payload_str(req, field);
         if (!pw || !password_ok(pw)) {
             reply_bad_password(c, req);
             return false;
@@ -946,9 +950,13 @@ static void users_create_done(mx_job *j)
     job_ok(j, payload);
 }
 
+/* The user a request names by `field`; `id` and `userId` stand for each other, since
+ * users.grantCore spells it one way and the other users.* actions the other. */
 static bool need_user(mx_server *m, cx_conn *c, const cx_msg *req, const char *field, mx_user *u)
 {
     const char *id = cx_msg_payload_str(req, field);
+    if (!id)
+        id = cx_msg_payload_str(req, strcmp(field, "id") == 0 ? "userId" : "id");
     if (!id) {
         char msg[64];
         snprintf(msg, sizeof msg, "%s is required", field);

@@ -14,6 +14,7 @@
 #include "wqueue.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,7 @@ struct cx_conn {
     uint8_t corked : 1;     /* inside read processing: gather output */
     uint8_t opened : 1;     /* on_open was called: on_close is owed */
     uint8_t authed : 1;     /* auth deadline no longer applies */
+    uint8_t heard : 1;      /* a message arrived: the sign-in window replaced auth_ms */
     uint8_t reading : 1;    /* uv_read_start is active */
     char peer[46];          /* peer address text */
     char client[64];        /* client address: the peer, or what a trusted proxy forwarded */
@@ -95,6 +97,7 @@ void cx_server_limits_default(cx_server_limits *lim)
     lim->outq_bytes = CX_NET_MAX_OUTQ_BYTES;
     lim->upgrade_ms = CX_NET_UPGRADE_TIMEOUT_MS;
     lim->auth_ms = CX_NET_AUTH_TIMEOUT_MS;
+    lim->signin_ms = CX_NET_SIGNIN_TIMEOUT_MS;
     lim->ping_ms = CX_WS_PING_INTERVAL_MS;
     lim->pong_ms = CX_WS_PONG_TIMEOUT_MS;
 }
@@ -113,6 +116,7 @@ int cx_server_limits_from_env(cx_server_limits *lim, const char **bad)
         {"CONDRIX_LIMIT_AUTH_MS", 50, 3600000, 4},
         {"CONDRIX_LIMIT_PING_MS", 50, 3600000, 5},
         {"CONDRIX_LIMIT_PONG_MS", 50, 3600000, 6},
+        {"CONDRIX_LIMIT_SIGNIN_MS", 50, 86400000, 7},
     };
     cx_server_limits_default(lim);
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
@@ -125,7 +129,8 @@ int cx_server_limits_from_env(cx_server_limits *lim, const char **bad)
         case 3: def = lim->upgrade_ms; break;
         case 4: def = lim->auth_ms; break;
         case 5: def = lim->ping_ms; break;
-        default: def = lim->pong_ms; break;
+        case 6: def = lim->pong_ms; break;
+        default: def = lim->signin_ms; break;
         }
         if (cx_env_int(vars[i].name, def, vars[i].min, vars[i].max, &v) != CX_OK) {
             if (bad)
@@ -139,7 +144,8 @@ int cx_server_limits_from_env(cx_server_limits *lim, const char **bad)
         case 3: lim->upgrade_ms = (uint32_t)v; break;
         case 4: lim->auth_ms = (uint32_t)v; break;
         case 5: lim->ping_ms = (uint32_t)v; break;
-        default: lim->pong_ms = (uint32_t)v; break;
+        case 6: lim->pong_ms = (uint32_t)v; break;
+        default: lim->signin_ms = (uint32_t)v; break;
         }
     }
     return CX_OK;
@@ -227,10 +233,37 @@ static int ws_on_send(void *ud, const uint8_t *data, size_t len)
     return rc;
 }
 
+/* The last bytes of a plain connection that closes right after them (the echo of the
+ * peer's close frame): sent with MSG_MORE so the kernel holds the segment and close()
+ * tacks the FIN onto it, one packet instead of two. Only after the peer's close: with
+ * unread input, close() resets the link and drops held bytes, and a peer we are failing
+ * may still be sending. Returns the bytes sent; 0 means "use the normal path". */
+static size_t last_write(cx_conn *c, const uint8_t *p, size_t n)
+{
+    uv_os_fd_t fd;
+    if (c->tls || c->outq != 0 || !c->ws || !cx_ws_close_received(c->ws) ||
+        uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return 0;
+    ssize_t w;
+    do
+        w = send(fd, p, n, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (w < 0 && errno == EINTR);
+    return w > 0 ? (size_t)w : 0;
+}
+
 static void conn_flush(cx_conn *c)
 {
     if (c->out.len == 0 || c->state == ST_CLOSED)
         return;
+    if (c->state == ST_DRAIN) {
+        size_t w = last_write(c, c->out.data, c->out.len);
+        if (w > 0)
+            cx_buf_consume(&c->out, w);
+        if (c->out.len == 0) {
+            conn_destroy(c, c->close_code);
+            return;
+        }
+    }
     cx_buf pending = c->out;
     cx_buf_init(&c->out, c->out.max);
     int rc = plain_write(c, pending.data, pending.len);
@@ -252,6 +285,14 @@ static void ws_on_message(void *ud, const char *msg, size_t len)
     if (c->state != ST_WS)
         return;
     c->last_seen = uv_now(c->srv->loop);
+    if (!c->heard) {
+        /* PROTOCOL section 1 times only the first message; after it a connection still
+         * signing in (a second auth after TOTP_REQUIRED, a browser retrying a password)
+         * gets the longer sign-in window, like OpenSSH's LoginGraceTime. */
+        c->heard = 1;
+        if (!c->authed)
+            c->deadline = c->last_seen + c->srv->lim.signin_ms;
+    }
     c->srv->cb.on_message(c->srv, c, msg, len);
 }
 

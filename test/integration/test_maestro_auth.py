@@ -17,6 +17,19 @@ from maestro_helpers import mx, mx_factory, mx_connect, mx_login, make_user  # n
 # --------------------------------------------------------------------------- login
 
 @async_test
+async def test_failed_login_connection_outlives_auth_timeout(mx_factory):
+    # Only the first message is timed (10 s by default, 400 ms here): a browser that got
+    # the password wrong retries on the same connection long after that, and signs in.
+    srv = mx_factory(env={"CONDRIX_LIMIT_AUTH_MS": "400"})
+    c = await mx_connect(srv)
+    expect_error(await c.login("default-admin", "not-the-password-1"), "INVALID_CREDENTIALS")
+    await asyncio.sleep(1.2)
+    m = await c.login("default-admin", srv.password)
+    assert m["success"] is True, m
+    await c.close()
+
+
+@async_test
 async def test_login_success_payload(mx):
     c = await mx_connect(mx, headers={"User-Agent": "pytest-agent/1"})
     m = await c.login("Default-Admin", mx.password)  # usernames are case-insensitive
@@ -380,6 +393,13 @@ async def test_users_admin_actions(mx):
     code, _ = await c.expect_close()
     assert code == 4002, code
     expect_error(await admin.mx("users.resetPassword", {"id": bob["id"], "password": "short"}), "INVALID_ARGUMENT")
+    # the other spellings: userId for id, newPassword for password
+    p2 = expect_ok(await admin.mx("users.resetPassword", {"userId": bob["id"], "newPassword": "bob-other-pw"}))
+    assert p2["id"] == bob["id"] and "password" not in p2, p2
+    c = await mx_connect(mx)
+    expect_ok(await c.login("bob", "bob-other-pw"))
+    await c.close()
+    p2 = expect_ok(await admin.mx("users.resetPassword", {"userId": bob["id"], "password": "bob-given-pw"}))
     # an admin resetting their own password keeps the current session
     p3 = expect_ok(await admin.mx("users.resetPassword", {"id": me["id"], "password": "admin-new-pass"}))
     assert p3["reset"] is True

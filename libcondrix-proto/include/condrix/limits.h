@@ -10,6 +10,7 @@
 #define CX_NET_MAX_OUTQ_BYTES         (8 * 1024 * 1024) /* slow consumer beyond */
 #define CX_NET_UPGRADE_TIMEOUT_MS     10000         /* TCP accept to upgrade done */
 #define CX_NET_AUTH_TIMEOUT_MS        10000         /* upgrade to first message */
+#define CX_NET_SIGNIN_TIMEOUT_MS      120000        /* first message to authenticated */
 #define CX_WS_PING_INTERVAL_MS        30000         /* server pings this often */
 #define CX_WS_PONG_TIMEOUT_MS         90000         /* no pong this long: close */
 #define CX_NET_CLOSE_LINGER_MS        2000          /* wait for the peer's close frame */

@@ -24,7 +24,9 @@ typedef struct cx_server_limits {
     size_t message_bytes; /* WebSocket message (close 1009 beyond) */
     size_t outq_bytes;    /* queued output per connection (slow consumer beyond) */
     uint32_t upgrade_ms;  /* accept to upgrade done */
-    uint32_t auth_ms;     /* upgrade to authenticated (close 1008 "auth timeout") */
+    uint32_t auth_ms;     /* upgrade to first message (close 1008 "auth timeout") */
+    uint32_t signin_ms;   /* first message to authenticated (close 1008 "auth timeout"):
+                           * bounds a connection that keeps talking but never signs in */
     uint32_t ping_ms;     /* ping interval */
     uint32_t pong_ms;     /* no pong this long: close */
 } cx_server_limits;

@@ -356,6 +356,7 @@ static void act_tokens(cx_core *core, caller *k, const cx_msg *req)
 {
     cx_token_info *arr = NULL;
     size_t n = 0;
+    flush_touches(core); /* lastUsedAt is exact here, whatever the batching */
     if (cx_tokens_list(core->tokens, &arr, &n) != CX_OK) {
         reply_err(k, req, "INTERNAL", "could not read the token store");
         return;
@@ -367,7 +368,12 @@ static void act_tokens(cx_core *core, caller *k, const cx_msg *req)
     reply_ok(k, req, json_pack("{s:o}", "tokens", list));
 }
 
-/* expiresAt: an ISO 8601 string, Unix ms as a number, or null/absent for never. */
+/* The last instant an ISO 8601 timestamp with a four-digit year can name. */
+#define EXPIRY_MAX_MS INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
+
+/* expiresAt: an ISO 8601 string, Unix ms as a number (a fraction, as JavaScript's
+ * Date.now() arithmetic or Python's time.time() * 1000 may give, is dropped), or
+ * null/absent for never. */
 static int parse_expiry(json_t *v, int64_t *out)
 {
     *out = 0;
@@ -375,11 +381,16 @@ static int parse_expiry(json_t *v, int64_t *out)
         return CX_OK;
     if (json_is_integer(v)) {
         *out = json_integer_value(v);
-        return *out > 0 ? CX_OK : CX_E_INVAL;
+    } else if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (!(d >= 1.0 && d <= (double)EXPIRY_MAX_MS)) /* also refuses NaN */
+            return CX_E_INVAL;
+        *out = (int64_t)d;
+    } else if (!json_is_string(v) ||
+               cx_clock_parse_iso8601(json_string_value(v), out) != CX_OK) {
+        return CX_E_INVAL;
     }
-    if (json_is_string(v))
-        return cx_clock_parse_iso8601(json_string_value(v), out) == CX_OK ? CX_OK : CX_E_INVAL;
-    return CX_E_INVAL;
+    return *out > 0 && *out <= EXPIRY_MAX_MS ? CX_OK : CX_E_INVAL;
 }
 
 static void act_generate(cx_core *core, caller *k, const cx_msg *req)
@@ -655,6 +666,10 @@ static void act_subscribe(cx_core *core, caller *k, const cx_msg *req)
     json_t *del = json_object_get(req->payload, "unsubscribe");
     size_t i;
     json_t *v;
+    if (json_is_null(add)) /* null is absent, as for every optional field */
+        add = NULL;
+    if (json_is_null(del))
+        del = NULL;
     if ((add && !json_is_array(add)) || (del && !json_is_array(del))) {
         reply_err(k, req, "INVALID_ARGUMENT", "subscribe and unsubscribe must be arrays");
         return;

@@ -130,8 +130,7 @@ int cx_msg_decode(const char *data, size_t len, cx_msg *msg, cx_msg_error *err)
         set_error(err, "missing or invalid field 'id'");
         goto fail;
     }
-    /* err->id holds 128 bytes: an id of 128 multi-byte characters is valid but
-     * cannot be echoed from here, so the error goes out uncorrelated. */
+    /* err->id holds 128 characters of up to 4 bytes each: any valid id fits. */
     if (strlen(msg->id) < sizeof err->id)
         memcpy(err->id, msg->id, strlen(msg->id) + 1);
 

@@ -158,6 +158,22 @@ async def test_auth_tokens_lists_metadata_never_values(core):
 
 
 @async_test
+async def test_last_used_at_is_current(core):
+    # Last-used times are batched to disk, but auth.tokens never shows a stale one.
+    admin = await connect_auth(core)
+    g = await gen(admin, "used-now")
+    assert (await tokens(admin))["used-now"]["lastUsedAt"] is None
+    before = dt.datetime.now(dt.timezone.utc)
+    c = await connect(core)
+    expect_ok(await c.auth(g["token"]))
+    t = (await tokens(admin))["used-now"]
+    assert t["lastUsedAt"] is not None, t
+    assert abs((h.parse_ts(t["lastUsedAt"]) - before).total_seconds()) < 5, t
+    await c.close()
+    await admin.close()
+
+
+@async_test
 async def test_generate_token_and_use_it(core):
     admin = await connect_auth(core)
     g = await gen(admin, "t1")
@@ -189,12 +205,15 @@ async def test_generate_token_with_scopes(core):
 async def test_generate_token_bad_arguments(core):
     admin = await connect_auth(core)
     for payload in ({}, {"name": ""}, {"name": 42}, {"name": "ok-name", "scopes": ["no:such-scope"]},
-                    {"name": "ok-name2", "scopes": "read:files"}, {"name": "ok-name3", "expiresAt": "not a date"}):
+                    {"name": "ok-name2", "scopes": "read:files"}, {"name": "ok-name3", "expiresAt": "not a date"},
+                    {"name": "ok-name4", "expiresAt": 10 ** 15},  # year 33658: not an ISO 8601 year
+                    {"name": "ok-name5", "expiresAt": 2 ** 62}, {"name": "ok-name6", "expiresAt": -5.5},
+                    {"name": "ok-name7", "expiresAt": "10000-01-01T00:00:00Z"}):
         m = await admin.request("auth.generateToken", payload)
         assert m["success"] is False, "accepted %r" % (payload,)
         assert h.err_code(m) in ("INVALID_ARGUMENT", "INVALID_MESSAGE"), (payload, m["error"])
     names = set(await tokens(admin))
-    assert not names & {"ok-name", "ok-name2", "ok-name3"}
+    assert not names & {"ok-name", "ok-name2", "ok-name3", "ok-name4", "ok-name5", "ok-name6", "ok-name7"}
     assert await admin.is_open()
     await admin.close()
 
@@ -289,6 +308,12 @@ async def test_expires_at(core):
     c = await connect(core)
     expect_ok(await c.auth(g["token"]))
     await c.close()
+    # Unix milliseconds, as an integer or with a fraction (time.time() * 1000)
+    ms = (time.time() + 3600) * 1000
+    for name, v in (("exp-ms", int(ms)), ("exp-ms-frac", ms + 0.4)):
+        g = await gen(admin, name, expiresAt=v)
+        assert abs(h.parse_ts(g["expiresAt"]).timestamp() * 1000 - ms) < 1000, (v, g)
+        assert h.TS_RE.match(g["expiresAt"]), g
     await admin.close()
 
 
@@ -489,6 +514,8 @@ async def test_subscribe(core):
     assert "core:*" in p["subscribed"]
     p = expect_ok(await c.request("subscribe", {}))
     assert p["subscribed"] == ["core:*"]
+    p = expect_ok(await c.request("subscribe", {"subscribe": None, "unsubscribe": None}))
+    assert p["subscribed"] == ["core:*"]  # null is absent
     # idempotent
     p = expect_ok(await c.request("subscribe", {"subscribe": ["core:*"]}))
     assert p["subscribed"] == ["core:*"]

@@ -513,6 +513,15 @@ async def test_id_of_128_chars_is_valid(shared_core):
     rid = "j" * 128
     m = await c.request("health", rid=rid)
     assert m["success"] is True
+    # 128 characters of two, three and four bytes: valid, and echoed on an error too
+    for ch in ("\u00e9", "\u20ac", "\U0001f600"):
+        rid = ch * 128
+        m = await c.request("health", rid=rid)
+        assert m["success"] is True and m["correlationId"] == rid
+        await c.send_env({"id": rid, "type": "zz", "namespace": "core", "action": "health", "payload": {}})
+        m = await c.recv_json()
+        expect_error(m, "INVALID_MESSAGE")
+        assert m.get("correlationId") == rid, m
     await c.close()
 
 

@@ -211,6 +211,23 @@ async def test_change_password_revokes_other_sessions(mx):
 # --------------------------------------------------------------------------- TOTP
 
 @async_test
+async def test_totp_code_that_enabled_signs_in_once(mx):
+    admin = await mx_login(mx)
+    _, pw = await make_user(admin, "totp2", "totp-pass-12")
+    u = await mx_login(mx, "totp2", pw)
+    secret = expect_ok(await u.mx("auth.totp.setup"))["secret"]
+    code = h.totp_steps(secret)[1]  # oathtool's current code
+    expect_ok(await u.mx("auth.totp.enable", {"code": code}))
+    c = await mx_connect(mx)
+    expect_error(await c.login("totp2", pw), "TOTP_REQUIRED")
+    expect_ok(await c.login("totp2", pw, totp=code))
+    d = await mx_connect(mx)
+    expect_error(await d.login("totp2", pw, totp=code), "INVALID_TOTP")  # now a replay
+    for cl in (admin, u, c, d):
+        await cl.close()
+
+
+@async_test
 async def test_totp_flow(mx):
     admin = await mx_login(mx)
     _, pw = await make_user(admin, "totpuser", "totp-pass-12")

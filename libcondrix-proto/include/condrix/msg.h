@@ -4,6 +4,7 @@
 #ifndef CONDRIX_MSG_H
 #define CONDRIX_MSG_H
 
+#include "condrix/limits.h"
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,7 +32,8 @@ typedef struct cx_msg {
 
 /* Why decoding failed; the answer is an INVALID_MESSAGE response. */
 typedef struct cx_msg_error {
-    char id[129];      /* the message's id if one could be read, else "" */
+    char id[CX_MSG_MAX_ID_CHARS * 4 + 1]; /* the message's id (UTF-8) if one could be
+                                           * read, else "" */
     char message[160]; /* what was wrong, for error.message */
 } cx_msg_error;
 

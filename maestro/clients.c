@@ -844,15 +844,32 @@ static void act_sessions_revoke(mx_server *m, cx_conn *c, const cx_msg *req)
 static void act_users_list(mx_server *m, cx_conn *c, const cx_msg *req)
 {
     mx_user *arr = NULL;
-    size_t n = 0;
-    if (mx_user_list(m->store, &arr, &n) != CX_OK) {
+    mx_grant_row *grants = NULL;
+    size_t n = 0, ng = 0;
+    if (mx_user_list(m->store, &arr, &n) != CX_OK || mx_grant_list(m->store, &grants, &ng) != CX_OK) {
+        free(arr);
         cx_reply_err(c, req, "INTERNAL", "could not list users");
         return;
     }
+    /* Each user with the Cores granted to it (Maestro ids); grants come sorted by user. */
     json_t *list = json_array();
-    for (size_t i = 0; list && i < n; i++)
-        json_array_append_new(list, user_json(&arr[i]));
+    for (size_t i = 0; list && i < n; i++) {
+        json_t *u = user_json(&arr[i]), *cores = json_array();
+        size_t lo = 0, hi = ng; /* the first grant of this user */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (strcmp(grants[mid].user_id, arr[i].id) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (size_t k = lo; cores && k < ng && strcmp(grants[k].user_id, arr[i].id) == 0; k++)
+            json_array_append_new(cores, json_string(grants[k].core_id));
+        json_object_set_new(u, "cores", cores);
+        json_array_append_new(list, u);
+    }
     free(arr);
+    free(grants);
     cx_reply_ok(c, req, json_pack("{s:o}", "users", list));
 }
 

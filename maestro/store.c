@@ -163,6 +163,7 @@ enum stmt {
     S_GRANT,
     S_GRANT_HAS,
     S_GRANT_DEL,
+    S_GRANT_LIST,
     S_EXISTS_USER_CORE,
     S_AUDIT,
     S_AUDIT_TRIM,
@@ -264,6 +265,7 @@ static const char *const stmt_sql[S_N_] = {
                 " SELECT u.id, c.id FROM users u, cores c WHERE u.id = ?1 AND c.id = ?2",
     [S_GRANT_HAS] = "SELECT 1 FROM user_cores WHERE user_id = ?1 AND core_id = ?2",
     [S_GRANT_DEL] = "DELETE FROM user_cores WHERE user_id = ?1 AND core_id = ?2",
+    [S_GRANT_LIST] = "SELECT user_id, core_id FROM user_cores ORDER BY user_id, core_id",
     [S_EXISTS_USER_CORE] = "SELECT (SELECT count(*) FROM users WHERE id = ?1),"
                            " (SELECT count(*) FROM cores WHERE id = ?2)",
     [S_AUDIT] = "INSERT INTO audit (time, actor, action, target, address, result)"
@@ -1705,6 +1707,20 @@ int mx_revoke_grant(mx_store *s, const char *user_id, const char *core_id)
     if (rc == CX_OK && changes == 0)
         rc = CX_E_NOTFOUND;
     return rc;
+}
+
+static void read_grant_elem(sqlite3_stmt *st, void *out)
+{
+    mx_grant_row *g = out;
+    col_text(st, 0, g->user_id, sizeof g->user_id);
+    col_text(st, 1, g->core_id, sizeof g->core_id);
+}
+
+int mx_grant_list(mx_store *s, mx_grant_row **arr, size_t *n)
+{
+    if (s == NULL || arr == NULL || n == NULL)
+        return CX_E_INVAL;
+    return collect(s->ms_st[S_GRANT_LIST], sizeof **arr, read_grant_elem, (void **)arr, n);
 }
 
 bool mx_granted(mx_store *s, const char *user_id, const char *core_id)

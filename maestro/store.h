@@ -190,6 +190,12 @@ int mx_core_rotate(mx_store *s, const char *id, bool immediate, char token_out[6
 int mx_grant(mx_store *s, const char *user_id, const char *core_id);
 int mx_revoke_grant(mx_store *s, const char *user_id, const char *core_id);
 bool mx_granted(mx_store *s, const char *user_id, const char *core_id);
+/* Every grant, ordered by user id, then Core id; free *arr. */
+typedef struct mx_grant_row {
+    char user_id[MX_ID_CHARS + 1];
+    char core_id[MX_ID_CHARS + 1]; /* Maestro's id of the Core */
+} mx_grant_row;
+int mx_grant_list(mx_store *s, mx_grant_row **arr, size_t *n);
 
 /* ---- audit ---- */
 int mx_audit(mx_store *s, int64_t now, const char *actor, const char *action,

@@ -57,6 +57,21 @@ export function usersView(root, app) {
     const roleSel = selectField(`Role of ${u.username}`, [['user', 'user'], ['admin', 'admin']], { class: 'role-select' });
     roleSel.input.value = u.role;
     const coreSel = selectField(`Core for ${u.username}`, cores.map((c) => [c.id, `${c.displayName || c.coreId} (${c.status})`]), { class: 'core-select' });
+    // The Cores this user may see, kept in step with grant and revoke below.
+    const granted = new Set(u.cores || []);
+    const grantedEl = h('dd', { class: 'granted' });
+    const showGranted = () => {
+      const names = cores.filter((c) => granted.has(c.id)).map((c) => c.displayName || c.coreId);
+      grantedEl.textContent = names.length ? names.join(', ') : 'none';
+    };
+    showGranted();
+    const changeGrant = async (grant) => {
+      const coreId = coreSel.input.value;
+      await app.request(grant ? 'users.grantCore' : 'users.revokeCore', { userId: u.id, coreId });
+      if (grant) granted.add(coreId);
+      else granted.delete(coreId);
+      showGranted();
+    };
 
     const act = async (fn, okText) => {
       try {
@@ -74,7 +89,8 @@ export function usersView(root, app) {
         h('span', { class: `badge role-${u.role}` }, u.role)),
       h('dl', { class: 'facts' },
         h('dt', {}, 'Two-factor'), h('dd', {}, u.totpEnabled ? 'on' : 'off'),
-        h('dt', {}, 'Created'), h('dd', {}, timeEl(u.createdAt))),
+        h('dt', {}, 'Created'), h('dd', {}, timeEl(u.createdAt)),
+        ...(u.role === 'user' ? [h('dt', {}, 'Cores'), grantedEl] : [])),
       h('div', { class: 'row wrap' },
         roleSel.wrap,
         h('button', {
@@ -88,12 +104,12 @@ export function usersView(root, app) {
         coreSel.wrap,
         h('button', {
           type: 'button', class: 'secondary', dataset: { act: 'grant' },
-          onclick: () => act(() => app.request('users.grantCore', { userId: u.id, coreId: coreSel.input.value }),
+          onclick: () => act(() => changeGrant(true),
             `${u.username} may now use ${coreSel.input.selectedOptions[0]?.textContent || 'the Core'}.`),
         }, 'Grant'),
         h('button', {
           type: 'button', class: 'secondary', dataset: { act: 'revoke-core' },
-          onclick: () => act(() => app.request('users.revokeCore', { userId: u.id, coreId: coreSel.input.value }),
+          onclick: () => act(() => changeGrant(false),
             `${u.username} may no longer use ${coreSel.input.selectedOptions[0]?.textContent || 'the Core'}.`),
         }, 'Revoke')) : null,
       h('div', { class: 'row wrap actions' },

@@ -50,7 +50,11 @@ test('a plain user sees only its granted Core; sessions revoke across contexts',
   await alice.getByLabel('Core for alice').selectOption(option);
   await alice.getByRole('button', { name: 'Grant' }).click();
   await alice.getByText(/alice may now use alpha/).waitFor();
+  assert.equal(await alice.locator('dd.granted').textContent(), 'alpha');
   await screenshot(admin, '30-users');
+  // The grant comes back from users.list after a reload too.
+  await admin.reload();
+  await alice.locator('dd.granted').filter({ hasText: 'alpha' }).waitFor();
 
   // Alice, in another context: only alpha, and no admin controls.
   const a1 = await newPage(browser);

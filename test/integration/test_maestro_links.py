@@ -364,6 +364,14 @@ async def test_grants_and_user_visibility(mx):
     expect_ok(await admin.mx("users.grantCore", {"userId": user["id"], "coreId": id1}))  # idempotent
     lst = expect_ok(await u.mx("cores.list"))["cores"]
     assert [c["id"] for c in lst] == [id1], lst
+    # users.list shows each user's grants (Maestro ids)
+    users = {x["username"]: x for x in expect_ok(await admin.mx("users.list"))["users"]}
+    assert users["viewer"]["cores"] == [id1], users["viewer"]
+    assert users["default-admin"]["cores"] == [], users["default-admin"]
+    expect_ok(await admin.mx("users.grantCore", {"userId": user["id"], "coreId": id2}))
+    users = {x["username"]: x for x in expect_ok(await admin.mx("users.list"))["users"]}
+    assert sorted(users["viewer"]["cores"]) == sorted([id1, id2]), users["viewer"]
+    expect_ok(await admin.mx("users.revokeCore", {"userId": user["id"], "coreId": id2}))
     for bad, code_ in (({"userId": "nope", "coreId": id1}, "NOT_FOUND"), ({"userId": user["id"], "coreId": "nope"}, "NOT_FOUND"),
                        ({"coreId": id1}, "INVALID_ARGUMENT"), ({"userId": user["id"]}, "INVALID_ARGUMENT")):
         expect_error(await admin.mx("users.grantCore", bad), code_)
@@ -376,6 +384,8 @@ async def test_grants_and_user_visibility(mx):
     p = expect_ok(await admin.mx("users.revokeCore", {"userId": user["id"], "coreId": id1}))
     assert p == {"userId": user["id"], "coreId": id1, "revoked": True}, p
     assert expect_ok(await u.mx("cores.list"))["cores"] == []
+    users = {x["username"]: x for x in expect_ok(await admin.mx("users.list"))["users"]}
+    assert users["viewer"]["cores"] == [], users["viewer"]
     expect_error(await admin.mx("users.revokeCore", {"userId": user["id"], "coreId": "nope"}), "NOT_FOUND")
     for x in (u, admin):
         await x.close()

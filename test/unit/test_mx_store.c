@@ -726,6 +726,31 @@ static void test_grants_cascade(void **state)
     assert_true(mx_granted(f->s, u.id, a.id));
     assert_int_equal(mx_grant(f->s, u.id, "nope"), CX_E_NOTFOUND);
     assert_int_equal(mx_grant(f->s, "nope", a.id), CX_E_NOTFOUND);
+    mx_user v;
+    make_user(f->s, "v", MX_ROLE_USER, &v);
+    assert_int_equal(mx_grant(f->s, v.id, b.id), CX_OK);
+    mx_grant_row *g = NULL;
+    size_t ng = 0;
+    assert_int_equal(mx_grant_list(f->s, &g, &ng), CX_OK);
+    assert_int_equal(ng, 3);
+    for (size_t i = 1; i < ng; i++) /* sorted by user, then Core */
+        assert_true(strcmp(g[i - 1].user_id, g[i].user_id) < 0 ||
+                    (strcmp(g[i - 1].user_id, g[i].user_id) == 0 &&
+                     strcmp(g[i - 1].core_id, g[i].core_id) < 0));
+    size_t of_u = 0;
+    for (size_t i = 0; i < ng; i++) {
+        if (strcmp(g[i].user_id, u.id) == 0) {
+            of_u++;
+            assert_true(strcmp(g[i].core_id, a.id) == 0 || strcmp(g[i].core_id, b.id) == 0);
+        } else {
+            assert_string_equal(g[i].user_id, v.id);
+            assert_string_equal(g[i].core_id, b.id);
+        }
+    }
+    assert_int_equal(of_u, 2);
+    free(g);
+    assert_int_equal(mx_user_delete(f->s, v.id), CX_OK);
+
     assert_int_equal(mx_revoke_grant(f->s, u.id, b.id), CX_OK);
     assert_int_equal(mx_revoke_grant(f->s, u.id, b.id), CX_E_NOTFOUND);
     assert_false(mx_granted(f->s, u.id, b.id));

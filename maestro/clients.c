@@ -283,6 +283,7 @@ static void send_delayed(cx_conn *c, void *arg)
         if (p)
             p->failing = 0;
         cx_reply_json(c, d->resp);
+        mx_peer_resume(cx_server_data(cx_conn_server(c)), c);
     } else {
         json_decref(d->resp);
     }
@@ -1220,6 +1221,8 @@ static void act_pairing_revoke(mx_server *m, cx_conn *c, const cx_msg *req)
 
 static void job_done(mx_job *j)
 {
+    mx_server *m = j->m;
+    cx_conn *c = j->conn;
     if (j->conn) {
         peer_of(j->conn)->job = NULL;
         switch (j->kind) {
@@ -1241,6 +1244,8 @@ static void job_done(mx_job *j)
         }
     }
     job_free(j);
+    if (c)
+        mx_peer_resume(m, c);
 }
 
 enum who { WHO_SIGNED_IN, WHO_ADMIN };

@@ -32,10 +32,13 @@
 #define MX_SESSION_TOUCH_MS 60000     /* last-seen writes per session at most this often */
 #define MX_TICK_MS 1000               /* relay timeouts, rate-limit sweep */
 #define MX_UA_MAX_CHARS 255           /* User-Agent kept for sessions.list */
+#define MX_HELD_MAX 64                /* messages held behind a password check */
+#define MX_HELD_BYTES (1024 * 1024)   /* and their total size; beyond, close 1008 */
 
 enum mx_peer_kind { MX_PEER_NEW = 0, MX_PEER_CLIENT = 1, MX_PEER_CORE = 2 };
 
 struct mx_job;
+struct mx_held;
 struct mx_pending;
 struct mx_push;
 
@@ -77,6 +80,11 @@ typedef struct mx_peer {
     uint8_t kind;             /* enum mx_peer_kind */
     uint8_t failing : 1;      /* a failed sign-in awaits its delayed answer */
     uint8_t local : 1;        /* loopback, no forwarding header, client auth disabled */
+    uint8_t draining : 1;     /* mx_peer_resume is handling held messages */
+    struct mx_held *held;     /* a client's messages held while job or failing is set */
+    struct mx_held *held_tail;
+    uint16_t nheld;           /* messages held */
+    uint32_t held_bytes;      /* and their size */
 } mx_peer;
 
 typedef struct mx_server {
@@ -137,6 +145,9 @@ void mx_client_request(mx_server *m, cx_conn *c, const cx_msg *req);
 bool mx_client_session_ok(mx_server *m, cx_conn *c, const cx_msg *req);
 /* The connection closes: forget its password job. */
 void mx_jobs_detach(mx_server *m, mx_peer *p);
+/* A password job or a delayed sign-in answer of this connection is done: handle the
+ * messages that arrived meanwhile, in order (server.c). */
+void mx_peer_resume(mx_server *m, cx_conn *c);
 
 /* ---- cores.c ---- */
 /* Send text to every client allowed to see the Core with Maestro id core_id. */

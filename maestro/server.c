@@ -191,12 +191,19 @@ static int on_upgrade(cx_server *srv, cx_conn *c, const cx_http_req *req)
     return 0;
 }
 
-static void on_message(cx_server *srv, cx_conn *c, const char *text, size_t len)
+/* ---- messages, in order ---- */
+
+/* A client's message that arrived while a password check or a delayed sign-in answer
+ * was pending on its connection: handled after that answer, so answers keep the order
+ * of the requests (a login pipelined with cores.list gets both, the list signed in). */
+struct mx_held {
+    struct mx_held *next;
+    size_t len;
+    char text[];
+};
+
+static void handle_text(mx_server *m, cx_conn *c, mx_peer *p, const char *text, size_t len)
 {
-    mx_server *m = cx_server_data(srv);
-    mx_peer *p = cx_conn_data(c);
-    if (!p)
-        return;
     cx_msg msg;
     cx_msg_error err;
     if (cx_msg_decode(text, len, &msg, &err) != CX_OK) {
@@ -212,6 +219,77 @@ static void on_message(cx_server *srv, cx_conn *c, const char *text, size_t len)
     cx_msg_free(&msg);
 }
 
+static void held_free(mx_peer *p)
+{
+    while (p->held) {
+        struct mx_held *h = p->held;
+        p->held = h->next;
+        sodium_memzero(h->text, h->len); /* logins carry passwords */
+        free(h);
+    }
+    p->held_tail = NULL;
+    p->nheld = 0;
+    p->held_bytes = 0;
+}
+
+static void hold(cx_conn *c, mx_peer *p, const char *text, size_t len)
+{
+    struct mx_held *h = NULL;
+    if (p->nheld < MX_HELD_MAX && len <= MX_HELD_BYTES - p->held_bytes)
+        h = malloc(sizeof *h + len);
+    if (!h) {
+        cx_log_info("connection from %s: too many requests while a password check runs",
+                    p->ip);
+        cx_conn_close(c, CX_WS_CLOSE_POLICY, "too many requests in flight");
+        return;
+    }
+    h->next = NULL;
+    h->len = len;
+    memcpy(h->text, text, len);
+    if (p->held_tail)
+        p->held_tail->next = h;
+    else
+        p->held = h;
+    p->held_tail = h;
+    p->nheld++;
+    p->held_bytes += (uint32_t)len;
+}
+
+void mx_peer_resume(mx_server *m, cx_conn *c)
+{
+    mx_peer *p = cx_conn_data(c);
+    if (!p || p->draining)
+        return;
+    p->draining = 1;
+    while (p->held && !p->job && !p->failing && !cx_conn_closing(c)) {
+        struct mx_held *h = p->held;
+        p->held = h->next;
+        if (!p->held)
+            p->held_tail = NULL;
+        p->nheld--;
+        p->held_bytes -= (uint32_t)h->len;
+        handle_text(m, c, p, h->text, h->len);
+        sodium_memzero(h->text, h->len);
+        free(h);
+        if (!(p = cx_conn_data(c))) /* closed meanwhile: on_close freed the peer */
+            return;
+    }
+    p->draining = 0;
+}
+
+static void on_message(cx_server *srv, cx_conn *c, const char *text, size_t len)
+{
+    mx_server *m = cx_server_data(srv);
+    mx_peer *p = cx_conn_data(c);
+    if (!p)
+        return;
+    if (p->kind != MX_PEER_CORE && (p->job || p->failing || p->held)) {
+        hold(c, p, text, len);
+        return;
+    }
+    handle_text(m, c, p, text, len);
+}
+
 static void on_close(cx_server *srv, cx_conn *c, uint16_t code)
 {
     mx_server *m = cx_server_data(srv);
@@ -219,6 +297,7 @@ static void on_close(cx_server *srv, cx_conn *c, uint16_t code)
     if (!p)
         return;
     mx_jobs_detach(m, p);
+    held_free(p);
     if (p->link)
         mx_core_closed(m, c, p);
     if (p->nrelay)

@@ -17,6 +17,7 @@
 #include "condrix/config.h"
 #include "condrix/db.h"
 #include "condrix/error.h"
+#include "condrix/limits.h"
 #include "condrix/totp.h"
 #include "tokens.h"
 
@@ -238,8 +239,8 @@ static int parse_expires(const char *s, int64_t now, int64_t *out)
     }
     int64_t secs = 0;
     if (parse_iso(s, out) == CX_OK)
-        return *out > now ? CX_OK : CX_E_EXPIRED;
-    if (cx_parse_duration(s, &secs) != CX_OK || secs <= 0 || secs > (INT64_MAX - now) / 1000)
+        return *out > CX_TIME_MAX_MS ? CX_E_INVAL : *out > now ? CX_OK : CX_E_EXPIRED;
+    if (cx_parse_duration(s, &secs) != CX_OK || secs <= 0 || secs > (CX_TIME_MAX_MS - now) / 1000)
         return CX_E_INVAL;
     *out = now + secs * 1000;
     return CX_OK;

@@ -368,9 +368,6 @@ static void act_tokens(cx_core *core, caller *k, const cx_msg *req)
     reply_ok(k, req, json_pack("{s:o}", "tokens", list));
 }
 
-/* The last instant an ISO 8601 timestamp with a four-digit year can name. */
-#define EXPIRY_MAX_MS INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
-
 /* expiresAt: an ISO 8601 string, Unix ms as a number (a fraction, as JavaScript's
  * Date.now() arithmetic or Python's time.time() * 1000 may give, is dropped), or
  * null/absent for never. */
@@ -383,14 +380,14 @@ static int parse_expiry(json_t *v, int64_t *out)
         *out = json_integer_value(v);
     } else if (json_is_real(v)) {
         double d = json_real_value(v);
-        if (!(d >= 1.0 && d <= (double)EXPIRY_MAX_MS)) /* also refuses NaN */
+        if (!(d >= 1.0 && d <= (double)CX_TIME_MAX_MS)) /* also refuses NaN */
             return CX_E_INVAL;
         *out = (int64_t)d;
     } else if (!json_is_string(v) ||
                cx_clock_parse_iso8601(json_string_value(v), out) != CX_OK) {
         return CX_E_INVAL;
     }
-    return *out > 0 && *out <= EXPIRY_MAX_MS ? CX_OK : CX_E_INVAL;
+    return *out > 0 && *out <= CX_TIME_MAX_MS ? CX_OK : CX_E_INVAL;
 }
 
 static void act_generate(cx_core *core, caller *k, const cx_msg *req)

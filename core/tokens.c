@@ -13,6 +13,7 @@
 
 #include "condrix/db.h"
 #include "condrix/error.h"
+#include "condrix/msg.h"
 #include "condrix/token.h"
 #include "condrix/totp.h"
 
@@ -290,20 +291,7 @@ bool cx_tokens_name_valid(const char *name)
 
 char *cx_tokens_iso8601(int64_t ms, char out[32])
 {
-    time_t secs = (time_t)(ms / 1000);
-    int frac = (int)(ms % 1000);
-    if (frac < 0) {
-        frac += 1000;
-        secs -= 1;
-    }
-    struct tm tm;
-    if (gmtime_r(&secs, &tm) == NULL) {
-        snprintf(out, 32, "1970-01-01T00:00:00.000Z");
-        return out;
-    }
-    char base[24];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 32, "%.20s.%03dZ", base, frac);
+    cx_msg_timestamp(ms, out); /* clamped to the fixed shape, years 1970..9999 */
     return out;
 }
 

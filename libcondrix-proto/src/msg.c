@@ -20,8 +20,6 @@
 /* namespace and action are short words; a longer one is garbage, not a name. */
 #define MSG_MAX_NAME_CHARS 128
 
-/* The latest instant whose ISO 8601 text still has a four-digit year. */
-#define MSG_MAX_UNIX_MS INT64_C(253402300799999)
 
 static void set_error(cx_msg_error *err, const char *message)
 {
@@ -51,6 +49,18 @@ static const char *bounded_string(json_t *root, const char *key, size_t max)
         utf8_chars(json_string_value(v), len) > max)
         return NULL;
     return json_string_value(v);
+}
+
+/* The strict parse refused the message (a duplicate key, say): if a lenient one can
+ * still read a valid id, the INVALID_MESSAGE answer is correlated with it. */
+static void read_id_leniently(const char *data, size_t len, cx_msg_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(data, len, JSON_DECODE_INT_AS_REAL, &jerr);
+    const char *id = json_is_object(root) ? bounded_string(root, "id", CX_MSG_MAX_ID_CHARS) : NULL;
+    if (id && strlen(id) < sizeof err->id)
+        memcpy(err->id, id, strlen(id) + 1);
+    json_decref(root);
 }
 
 /* An optional string member: absent gives NULL and 0, wrong type gives -1. */
@@ -111,12 +121,20 @@ int cx_msg_decode(const char *data, size_t len, cx_msg *msg, cx_msg_error *err)
      * through the parser so that the id can still be read and the answer
      * correlated; every envelope string is then checked for them. */
     root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (root == NULL && json_error_code(&jerr) == json_error_numeric_overflow)
+        /* An integer beyond 64 bits is still valid JSON: read integers as doubles, as
+         * JavaScript does; a field that must be an integer then fails its own check. */
+        root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL |
+                                         JSON_DECODE_INT_AS_REAL, &jerr);
     if (root == NULL) {
         if (json_error_code(&jerr) == json_error_out_of_memory) {
             rc = CX_E_NOMEM;
             set_error(err, "out of memory");
         } else {
-            set_error(err, "message is not valid JSON");
+            set_error(err, json_error_code(&jerr) == json_error_duplicate_key
+                               ? "message has a duplicate key"
+                               : "message is not valid JSON");
+            read_id_leniently(data, len, err);
         }
         goto fail;
     }
@@ -255,8 +273,8 @@ void cx_msg_timestamp(int64_t unix_ms, char out[25])
     /* Clamped so the text always has the fixed 24-character shape. */
     if (unix_ms < 0)
         unix_ms = 0;
-    if (unix_ms > MSG_MAX_UNIX_MS)
-        unix_ms = MSG_MAX_UNIX_MS;
+    if (unix_ms > CX_TIME_MAX_MS)
+        unix_ms = CX_TIME_MAX_MS;
     time_t secs = (time_t)(unix_ms / 1000);
     struct tm tm;
     if (gmtime_r(&secs, &tm) == NULL) {

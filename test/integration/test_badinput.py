@@ -479,10 +479,24 @@ INVALID = [
      "nn-1"),
     ("action-array", {"id": "aa-1", "type": "request", "namespace": "core", "action": ["health"], "payload": {}},
      "aa-1"),
+    ("duplicate-key", '{"id":"dk-1","type":"request","namespace":"core","action":"health",'
+     '"action":"info","payload":{}}', "dk-1"),
     ("deep-nesting", "[" * 50000 + "]" * 50000, None),
     ("deep-object", '{"id":"dn-1","type":"request","namespace":"core","action":"health","payload":'
      + '{"a":' * 5000 + "1" + "}" * 5000 + "}", "any"),
 ]
+
+
+@async_test
+async def test_integer_beyond_64_bits_is_valid_json(shared_core):
+    # Valid JSON with a huge integer is read (as a double) and answered normally.
+    c = await connect_auth(shared_core)
+    await c.send_raw('{"id":"huge-1","type":"request","namespace":"core","action":"health",'
+                     '"payload":{"x":123456789012345678901234567890123}}')
+    m = await c.recv_json()
+    h.check_response(m, "huge-1")
+    assert m["success"] is True, m
+    await c.close()
 
 
 @pytest.mark.parametrize("name,msg,cid", INVALID, ids=[i[0] for i in INVALID])

@@ -199,8 +199,10 @@ async def test_server_changes_visible_to_cli(core):
     ["auth"], ["auth", "frobnicate"], ["auth", "create"], ["auth", "create", "a", "b"],
     ["auth", "totp"], ["auth", "totp", "enable", "x"], ["auth", "list", "--bogus"],
     ["auth", "create", "bad name!"], ["auth", "create", "x1", "--scopes", "no:such"],
+    ["auth", "create", "x2", "--expires", "9999999999d"],
+    ["auth", "create", "x3", "--expires", "10000-01-01T00:00:00Z"],
 ], ids=["no-verb", "unknown-verb", "create-no-name", "create-extra", "totp-no-verb", "enable-no-code",
-        "unknown-option", "bad-name", "bad-scope"])
+        "unknown-option", "bad-name", "bad-scope", "expires-past-9999", "expires-year-10000"])
 def test_usage_errors_exit_2(core, args):
     r = run(args, core.home)
     no_sanitizer(r)

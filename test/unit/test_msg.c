@@ -151,8 +151,24 @@ static void test_not_json_and_not_object(void **state)
                 "message is not valid JSON");
     expect_fail("{\"id\":\"a\",\"type\":\"request\",\"namespace\":\"n\",\"action\":\"a\"}{}", "",
                 "message is not valid JSON");
-    /* Duplicate keys are refused. */
+    /* Duplicate keys are refused, correlated when an id can be read (the last one). */
     expect_fail("{\"id\":\"a\",\"id\":\"b\",\"type\":\"request\",\"namespace\":\"n\",\"action\":\"a\"}",
+                "b", "message has a duplicate key");
+    expect_fail("{\"id\":\"a\",\"type\":\"request\",\"namespace\":\"n\",\"action\":\"a\",\"action\":\"b\"}",
+                "a", "message has a duplicate key");
+    /* An integer beyond 64 bits is read as a double; a number no double holds is refused
+     * (and then no parse reads the id). */
+    {
+        cx_msg big;
+        cx_msg_error be;
+        const char *j = "{\"id\":\"big\",\"type\":\"request\",\"namespace\":\"n\",\"action\":\"a\","
+                        "\"payload\":{\"x\":123456789012345678901234567890,\"n\":7}}";
+        assert_int_equal(decode(j, &big, &be), CX_OK);
+        assert_true(json_is_real(json_object_get(big.payload, "x")));
+        assert_true(json_real_value(json_object_get(big.payload, "x")) > 1e29);
+        cx_msg_free(&big);
+    }
+    expect_fail("{\"id\":\"big\",\"type\":\"request\",\"namespace\":\"n\",\"action\":\"a\",\"payload\":{\"x\":1e999}}",
                 "", "message is not valid JSON");
     /* NUL inside an envelope string is refused; when the id is clean the error still
      * carries it, so the sender can correlate the answer. */

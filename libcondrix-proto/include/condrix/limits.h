@@ -14,6 +14,8 @@
 #define CX_WS_PING_INTERVAL_MS        30000         /* server pings this often */
 #define CX_WS_PONG_TIMEOUT_MS         90000         /* no pong this long: close */
 #define CX_NET_CLOSE_LINGER_MS        2000          /* wait for the peer's close frame */
+/* The last instant an ISO 8601 timestamp with a four-digit year can name. */
+#define CX_TIME_MAX_MS                INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 #define CX_MSG_MAX_ID_CHARS           128           /* envelope id length */
 #define CX_MSG_MAX_INVALID_IN_ROW     5             /* then close 1008 */
 #define CX_AUTH_REQUIRED_STRIKES      3             /* non-auth requests before auth */

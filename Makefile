@@ -65,6 +65,7 @@ endif
 UNIT_SRC := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 BENCH_BIN := $(BUILD)/bin/condrix-bench
+FLOOR_BIN := $(BUILD)/bin/condrix-bench-floor
 
 .PHONY: all deps run test check unit integration browser fuzz fuzz-smoke bench clean
 .DEFAULT_GOAL := all
@@ -139,6 +140,12 @@ $(BENCH_BIN): test/bench/loadgen.c $(LIB_A)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
+# The kernel floor for the bench: a bare epoll server, nothing of ours linked in.
+$(FLOOR_BIN): test/bench/floor.c
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lmbedcrypto
+
 unit: $(UNIT_BIN)
 	@./test/run-unit.sh $(UNIT_BIN)
 
@@ -175,7 +182,7 @@ fuzz: deps $(FUZZ_BIN)
 run: deps all
 	@./contrib/run-demo.sh $(BUILD)/bin
 
-bench: deps all $(BENCH_BIN)
+bench: deps all $(BENCH_BIN) $(FLOOR_BIN)
 	@./test/bench/run.sh $(BUILD)/bin
 
 clean:

@@ -6,11 +6,13 @@
 # so), uses only 127.0.0.0/8, and kills every process it started.
 #
 # usage: test/bench/run.sh BIN_DIR          (BIN_DIR holds condrix-core and condrix-bench,
-#                                             and condrix-maestro for the Maestro section)
+#                                             condrix-bench-floor for the floor, and
+#                                             condrix-maestro for the Maestro section)
 # knobs: BENCH_SECONDS (5)   measured window of each load phase
 #        BENCH_IDLE_CONNS (10000), BENCH_MAX_CONNS (19900)   idle phases
 #        BENCH_CORE_LOG_LEVEL (info, the Core's default: one log line per session; Maestro too)
 #        BENCH_NO_PEER=1     measure the Core alone
+#        BENCH_NO_FLOOR=1    skip the floor
 #        BENCH_NO_MAESTRO=1  skip the Maestro section
 #        BENCH_RELAY_PIPELINES ("1 8")   pipelines of the direct/relay pairs
 #
@@ -21,6 +23,9 @@
 #              (VmRSS with them - VmRSS before) / 10,000
 #   fd limit   as many idle connections as the descriptor limit allows (19,900 asked)
 # Server CPU is utime + stime of the server process from /proc/PID/stat over the window.
+# The floor (floor.c: a bare epoll server with canned replies, only the system calls any
+# WebSocket server makes for this traffic) gets handshake and requests, and its CPU rows
+# show floor/peer: the lowest ratio any server could reach on this machine.
 #
 # Then Maestro (a fresh one, rate limits lifted), with a fresh Core paired to it:
 #   direct     64 connections straight to the Core, core/health, K in flight each
@@ -34,6 +39,7 @@ BIN_DIR=${1:?usage: run.sh BIN_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
 CORE=$BIN_DIR/condrix-core
 BENCH=$BIN_DIR/condrix-bench
+FLOOR=$BIN_DIR/condrix-bench-floor
 SECS=${BENCH_SECONDS:-5}
 IDLE_N=${BENCH_IDLE_CONNS:-10000}
 MAX_N=${BENCH_MAX_CONNS:-19900}
@@ -95,7 +101,19 @@ wait_ready() {
     return 1
 }
 
-# start_core / start_peer set SRV_PID and SRV_PORT.
+# Right after a server was put in the background: track it, wait for its /healthz.
+# track_started NAME LOG
+track_started() {
+    SRV_PID=$!
+    PIDS+=("$SRV_PID")
+    if ! wait_ready "$SRV_PORT" "$SRV_PID"; then
+        echo "bench: $1 did not come up; its log:" >&2
+        tail -5 "$2" >&2
+        return 1
+    fi
+}
+
+# start_core / start_peer / start_floor set SRV_PID and SRV_PORT.
 start_core() {
     local home
     home=$(mktemp -d "$WORK/core.XXXXXX")
@@ -103,26 +121,20 @@ start_core() {
     CONDRIX_HOME=$home CONDRIX_CORE_TOKEN=$TOKEN CONDRIX_LOG_LEVEL=$LOG_LEVEL \
         CONDRIX_RATE_CONN_MAX=0 CONDRIX_RATE_AUTH_MAX=0 CONDRIX_RATE_MSG_MAX=0 \
         "$CORE" --port "$SRV_PORT" --host 127.0.0.1 >"$home/stdout" 2>"$home/stderr" </dev/null &
-    SRV_PID=$!
-    PIDS+=("$SRV_PID")
-    if ! wait_ready "$SRV_PORT" "$SRV_PID"; then
-        echo "bench: condrix-core did not come up; its log:" >&2
-        tail -5 "$home/stderr" >&2
-        return 1
-    fi
+    track_started condrix-core "$home/stderr"
 }
 
 start_peer() {
     SRV_PORT=$(free_port)
     CONDRIX_CORE_TOKEN=$TOKEN bash -c 'ulimit -n "$(ulimit -Hn)"; exec node "$0" --port "$1"' \
         "$HERE/peer.js" "$SRV_PORT" >"$WORK/peer.log" 2>&1 </dev/null &
-    SRV_PID=$!
-    PIDS+=("$SRV_PID")
-    if ! wait_ready "$SRV_PORT" "$SRV_PID"; then
-        echo "bench: peer.js did not come up; its log:" >&2
-        tail -5 "$WORK/peer.log" >&2
-        return 1
-    fi
+    track_started peer.js "$WORK/peer.log"
+}
+
+start_floor() {
+    SRV_PORT=$(free_port)
+    "$FLOOR" --port "$SRV_PORT" --host 127.0.0.1 >"$WORK/floor.log" 2>&1 </dev/null &
+    track_started condrix-bench-floor "$WORK/floor.log"
 }
 
 stop_server() {
@@ -154,8 +166,8 @@ kv() {
     done
 }
 
-# All phases against one server kind; results go to $WORK/<name>.<phase>.
-measure() {
+# The load phases against one server kind; results go to $WORK/<name>.<phase>.
+measure_load() {
     local name=$1 start=$2
     echo "bench: $name: handshakes, requests (${SECS} s windows)" >&2
     "$start" || return 1
@@ -167,7 +179,12 @@ measure() {
     bench requests --port "$port" --conns 64 --pipeline 8 --seconds "$SECS" \
         --server-pid "$pid" >"$WORK/$name.req8"
     stop_server "$pid"
+}
 
+# All phases against one server kind.
+measure() {
+    local name=$1 start=$2 pid port
+    measure_load "$name" "$start" || return 1
     echo "bench: $name: idle connections (fresh server)" >&2
     "$start" || return 1
     pid=$SRV_PID port=$SRV_PORT
@@ -195,13 +212,9 @@ start_maestro() {
         CONDRIX_RATE_CONN_MAX=0 CONDRIX_RATE_AUTH_MAX=0 CONDRIX_RATE_MSG_MAX=0 \
         "$MAESTRO" --data-dir "$MX_HOME" --host 127.0.0.1 --port "$MX_PORT" \
         >"$MX_HOME/stdout" 2>"$MX_HOME/stderr" </dev/null &
-    MX_PID=$!
-    PIDS+=("$MX_PID")
-    if ! wait_ready "$MX_PORT" "$MX_PID"; then
-        echo "bench: condrix-maestro did not come up; its log:" >&2
-        tail -5 "$MX_HOME/stderr" >&2
-        return 1
-    fi
+    SRV_PORT=$MX_PORT
+    track_started condrix-maestro "$MX_HOME/stderr" || return 1
+    MX_PID=$SRV_PID
     # The password is the line after this one; it is flushed before the listener opens.
     MX_PASSWORD=""
     for _ in $(seq 1 25); do
@@ -303,9 +316,20 @@ elif [ ! -f "$HERE/node_modules/ws/package.json" ]; then
     fi
 fi
 
+have_floor=1
+if [ "${BENCH_NO_FLOOR:-0}" = 1 ]; then
+    have_floor=0
+elif [ ! -x "$FLOOR" ]; then
+    echo "bench: $FLOOR is missing: no floor" >&2
+    have_floor=0
+fi
+
 measure core start_core || echo "bench: the Core phases did not complete" >&2
 if [ "$have_peer" = 1 ]; then
     measure peer start_peer || echo "bench: the peer phases did not complete" >&2
+fi
+if [ "$have_floor" = 1 ]; then
+    measure_load floor start_floor || echo "bench: the floor phases did not complete" >&2
 fi
 if [ "${BENCH_NO_MAESTRO:-0}" = 1 ]; then
     MX_SKIPPED="BENCH_NO_MAESTRO=1"
@@ -345,6 +369,13 @@ row() { # row LABEL OURS PEER TARGET_RATIO (empty: informational; "all": ours mu
         "$verdict"
 }
 
+# floor_row PHASE: the floor's server CPU per op, with floor/peer in the ratio column.
+floor_row() {
+    [ "$have_floor" = 1 ] || return 0
+    row "  floor: bare epoll server, canned replies" "$(val floor "$1" server_cpu_us_per_op)" \
+        "$(val peer "$1" server_cpu_us_per_op)"
+}
+
 echo
 echo "condrix bench: rate limits LIFTED on both servers for this run (Core:" \
     "CONDRIX_RATE_CONN_MAX=0 CONDRIX_RATE_AUTH_MAX=0 CONDRIX_RATE_MSG_MAX=0; the peer has none)."
@@ -362,6 +393,7 @@ row "server CPU per handshake (us)" "$(val core handshake server_cpu_us_per_op)"
     "$(val peer handshake server_cpu_us_per_op)" 0.20
 row "  of which user space (us)" "$(val core handshake server_user_us_per_op)" \
     "$(val peer handshake server_user_us_per_op)"
+floor_row handshake
 for k in 1 8; do
     row "requests/s (64 conns, pipeline $k)" "$(val core req$k rate)" "$(val peer req$k rate)"
     row "request round trip p50 (us, pipeline $k)" "$(val core req$k p50_us)" "$(val peer req$k p50_us)"
@@ -370,6 +402,7 @@ for k in 1 8; do
         "$(val peer req$k server_cpu_us_per_op)" 0.40
     row "  of which user space (us)" "$(val core req$k server_user_us_per_op)" \
         "$(val peer req$k server_user_us_per_op)"
+    floor_row "req$k"
 done
 row "RSS per idle authed conn at $IDLE_N (bytes)" "$(val core idle bytes_per_conn)" \
     "$(val peer idle bytes_per_conn)" 0.25
@@ -387,9 +420,15 @@ for name in core peer; do
         "${held:--}" "" "" ">= $MAX_N" "$verdict"
 done
 
+if [ "$have_floor" = 1 ]; then
+    echo "floor: a bare epoll server with canned replies (test/bench/floor.c), making only the system"
+    echo "calls any WebSocket server makes for this traffic; a target below its floor/peer ratio cannot"
+    echo "be met on this machine by any server that makes the same system calls."
+fi
+
 echo
 echo "raw results:"
-for f in "$WORK"/core.* "$WORK"/peer.*; do
+for f in "$WORK"/core.* "$WORK"/peer.* "$WORK"/floor.*; do
     [ -f "$f" ] || continue
     case $f in *.log) continue ;; esac
     echo "  $(basename "$f"): $(cat "$f")"

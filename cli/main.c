@@ -1622,9 +1622,27 @@ int main(int argc, char **argv)
                 return CLI_EXIT_OK;
             }
         }
-        char b[64];
-        rc = fail(&x, CLI_EXIT_USAGE, "USAGE", "unknown command \"%s\" (see `condrix --help`)",
-                  safe(o.pos[0], b, sizeof b));
+        /* A group word with a wrong verb (`condrix core bogus`): list the group's verbs. */
+        char verbs[256] = "", b[64], b2[64];
+        size_t n = strlen(o.pos[0]), used = 0;
+        for (size_t i = 0; i < N_CMDS; i++) {
+            if (strncmp(cmds[i].name, o.pos[0], n) == 0 && cmds[i].name[n] == ' ') {
+                int w = snprintf(verbs + used, sizeof verbs - used, "%s%s %s", used ? ", " : "",
+                                 PROG, cmds[i].name);
+                if (w < 0 || (size_t)w >= sizeof verbs - used)
+                    break;
+                used += (size_t)w;
+            }
+        }
+        if (used && o.npos > 1)
+            rc = fail(&x, CLI_EXIT_USAGE, "USAGE", "unknown command \"%s %s\"; try one of: %s",
+                      safe(o.pos[0], b, sizeof b), safe(o.pos[1], b2, sizeof b2), verbs);
+        else if (used)
+            rc = fail(&x, CLI_EXIT_USAGE, "USAGE", "\"%s\" needs a verb: one of %s",
+                      safe(o.pos[0], b, sizeof b), verbs);
+        else
+            rc = fail(&x, CLI_EXIT_USAGE, "USAGE", "unknown command \"%s\" (see `condrix --help`)",
+                      safe(o.pos[0], b, sizeof b));
         goto out;
     }
     x.cmd = c;
@@ -1636,7 +1654,14 @@ int main(int argc, char **argv)
     x.args = o.pos + words;
     x.nargs = o.npos - words;
     if (x.nargs < c->min_args || x.nargs > c->max_args) {
-        rc = fail(&x, CLI_EXIT_USAGE, "USAGE", "usage: %s %s %s", PROG, c->name, c->usage);
+        char b[64];
+        if (x.nargs > c->max_args)
+            rc = fail(&x, CLI_EXIT_USAGE, "USAGE", "unexpected argument \"%s\"; usage: %s %s%s%s",
+                      safe(x.args[c->max_args], b, sizeof b), PROG, c->name,
+                      *c->usage ? " " : "", c->usage);
+        else
+            rc = fail(&x, CLI_EXIT_USAGE, "USAGE", "missing arguments; usage: %s %s%s%s", PROG,
+                      c->name, *c->usage ? " " : "", c->usage);
         goto out;
     }
     unsigned extra = o.given & ~(c->opts | GLOBAL_OPTS);

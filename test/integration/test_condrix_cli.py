@@ -56,7 +56,12 @@ def test_help_version_usage():
     want(cli([]), 2)
     want(cli(["no-such-command"]), 2)
     want(cli(["cores", "--no-such-flag"]), 2)
-    want(cli(["rotate"]), 2)  # missing CORE
+    assert "missing arguments; usage: condrix rotate" in want(cli(["rotate"]), 2).stderr
+    # the message names what was wrong and what would be right
+    assert 'unexpected argument "bogus"' in want(cli(["cores", "bogus"]), 2).stderr
+    err = want(cli(["core", "bogus"]), 2).stderr
+    assert 'unknown command "core bogus"' in err and "condrix core info" in err, err
+    assert "condrix core health" in want(cli(["core"]), 2).stderr
     want(cli(["core", "info", "--url", "http://x"], env={"CONDRIX_CORE_TOKEN": "t"}), 2)
 
 

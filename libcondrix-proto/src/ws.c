@@ -189,13 +189,13 @@ static uint16_t check_header(const cx_ws *ws, const struct frame *f)
  * (nothing may follow it), at a partial frame, or at a frame that fails the
  * session, whose close code is returned (0 if none). */
 static uint16_t scan(cx_ws *ws, const struct rx *rx, size_t *end, size_t *close_off,
-                     bool *all_text)
+                     bool *simple)
 {
     size_t total = rx->alen + rx->blen, off = 0;
     uint16_t fail = 0;
 
     *close_off = SIZE_MAX;
-    *all_text = true;
+    *simple = true;
     for (;;) {
         uint8_t h[FRAME_MAX_HEADER];
         struct frame f;
@@ -207,8 +207,12 @@ static uint16_t scan(cx_ws *ws, const struct rx *rx, size_t *end, size_t *close_
             break;
         if (f.len > total - off - f.hlen)
             break;
-        if (f.opcode != WSLAY_TEXT_FRAME || !f.fin)
-            *all_text = false;
+        /* Simple: what the fast path handles (whole text messages, pongs; and for a
+         * server, whose replies need no mask, pings and the close). */
+        if (!f.fin || !(f.opcode == WSLAY_TEXT_FRAME || f.opcode == WSLAY_PONG ||
+                        (ws->role == CX_WS_SERVER &&
+                         (f.opcode == WSLAY_PING || f.opcode == WSLAY_CONNECTION_CLOSE))))
+            *simple = false;
         if (!is_control(f.opcode)) {
             if (f.fin) {
                 ws->in_frag = false;
@@ -498,12 +502,43 @@ void cx_ws_free(cx_ws *ws)
 /* Deliver the frames [0, end), which scan() found to be whole text messages. Stops
  * early when the app closes the session or a send fails. Returns 0, or the close code
  * that fails the session (1007: not UTF-8); *nomem on an allocation failure. */
-static uint16_t fast_deliver(cx_ws *ws, const struct rx *rx, size_t end, bool *nomem)
+static int direct_send(cx_ws *ws, uint8_t opcode, const uint8_t *p, size_t n);
+
+/* The peer's close frame (payload p, n bytes): echo its code as wslay would, and note
+ * the handshake done. Returns 0, or the close code that fails the session instead. */
+static uint16_t fast_close(cx_ws *ws, struct rx *rx, const uint8_t *p, size_t n)
+{
+    uint16_t code = CX_WS_CLOSE_NO_STATUS;
+    if (n >= 2) {
+        code = (uint16_t)(p[0] << 8 | p[1]);
+        if (!valid_close_code(code))
+            return CX_WS_CLOSE_PROTOCOL;
+        if (!cx_utf8_valid(p + 2, n - 2))
+            return CX_WS_CLOSE_BAD_DATA;
+    }
+    /* The echo carries the peer's code and reason (nothing for a bare close), as
+     * wslay's does. */
+    if (direct_send(ws, WSLAY_CONNECTION_CLOSE, p, n) != CX_OK)
+        return 0; /* send_failed is set: the feed drops the session */
+    ws->close_sent = true;
+    ws->code_sent = code;
+    rx->peer_close = true;
+    rx->peer_code = code;
+    memcpy(rx->peer_reason, p + 2, n >= 2 ? n - 2 : 0);
+    rx->peer_reason[n >= 2 ? n - 2 : 0] = '\0';
+    return 0;
+}
+
+/* Handle the frames [0, end), which scan() found simple. Stops early when the app
+ * closes the session, a send fails or the peer closes. Returns 0, or the close code
+ * that fails the session (1007: not UTF-8); *nomem on an allocation failure. */
+static uint16_t fast_deliver(cx_ws *ws, struct rx *rx, size_t end, bool *nomem)
 {
     uint8_t stack[FAST_SCRATCH];
     size_t off = 0;
+    uint16_t fail = 0;
 
-    while (off < end && !ws->app_closed && !ws->send_failed) {
+    while (off < end && !fail && !ws->app_closed && !ws->send_failed && !rx->peer_close) {
         uint8_t h[FRAME_MAX_HEADER];
         struct frame f;
         parse_header(h, rx_peek(rx, off, h, sizeof h), &f);
@@ -517,16 +552,29 @@ static uint16_t fast_deliver(cx_ws *ws, const struct rx *rx, size_t end, bool *n
         if (f.masked)
             unmask(p, n, f.key);
         off += f.hlen + n;
-        bool ok = cx_utf8_valid(p, n);
-        if (ok)
-            ws->cb->on_message(ws->ud, (const char *)p, n);
+        switch (f.opcode) {
+        case WSLAY_TEXT_FRAME:
+            if (!cx_utf8_valid(p, n))
+                fail = CX_WS_CLOSE_BAD_DATA;
+            else
+                ws->cb->on_message(ws->ud, (const char *)p, n);
+            break;
+        case WSLAY_PING:
+            (void)direct_send(ws, WSLAY_PONG, p, n); /* a failure sets send_failed */
+            break;
+        case WSLAY_PONG:
+            if (ws->cb->on_pong)
+                ws->cb->on_pong(ws->ud);
+            break;
+        default: /* WSLAY_CONNECTION_CLOSE, the last frame scan() let through */
+            fail = fast_close(ws, rx, p, n);
+            break;
+        }
         sodium_memzero(p, n); /* messages carry tokens and codes */
         if (p != stack)
             free(p);
-        if (!ok)
-            return CX_WS_CLOSE_BAD_DATA;
     }
-    return 0;
+    return fail;
 }
 
 /* A server's frame, unmasked, header and payload in one on_send. Only while no wslay
@@ -646,8 +694,8 @@ int cx_ws_feed(cx_ws *ws, const uint8_t *data, size_t len)
     struct rx rx = {.a = ws->in.data, .alen = ws->in.len, .b = data, .blen = len};
     struct closed_note note = {0};
     size_t end, close_off;
-    bool all_text;
-    uint16_t fail = scan(ws, &rx, &end, &close_off, &all_text);
+    bool simple;
+    uint16_t fail = scan(ws, &rx, &end, &close_off, &simple);
     int rc = CX_OK;
 
     if (ws->state == ST_CLOSING) {
@@ -660,28 +708,32 @@ int cx_ws_feed(cx_ws *ws, const uint8_t *data, size_t len)
             note = (struct closed_note){true, ws->code_sent, ""};
             ws->state = ST_DONE;
         }
-    } else if (end > 0 && all_text && !fail && !ws->ctx && !ws->app_closed) {
+    } else if (end > 0 && simple && !fail && !ws->ctx && !ws->app_closed) {
         bool nomem = false;
         ws->rx = &rx;
         uint16_t bad = fast_deliver(ws, &rx, end, &nomem);
         ws->rx = NULL;
-        if (nomem)
+        if (nomem) {
             rc = CX_E_NOMEM;
-        else if (ws->send_failed)
+        } else if (ws->send_failed) {
             rc = CX_E_CLOSED;
-        else if (bad || ws->pending_code || ws->ctx)
-            /* Send what the app queued (a client's replies, a close) and report it. */
-            rc = run_wslay(ws, &rx, 0, bad, &note);
-    } else if (end > 0 || fail) {
-        rc = run_wslay(ws, &rx, end, fail, &note);
-        if (rc == CX_OK && ws->state == ST_CLOSING && close_off != SIZE_MAX) {
-            /* We closed from on_message and wslay then stopped reading (a bad
-             * frame) before the peer's close in this same input: the handshake
-             * is complete all the same, and nothing after that close counts. */
-            read_close(&rx, close_off, &rx);
+        } else if (rx.peer_close) {
             note = (struct closed_note){true, rx.peer_code, rx.peer_reason};
             ws->state = ST_DONE;
+        } else if (bad || ws->pending_code || ws->ctx) {
+            /* Send what the app queued (a client's replies, a close) and report it. */
+            rc = run_wslay(ws, &rx, 0, bad, &note);
         }
+    } else if (end > 0 || fail) {
+        rc = run_wslay(ws, &rx, end, fail, &note);
+    }
+    if (rc == CX_OK && ws->state == ST_CLOSING && close_off != SIZE_MAX) {
+        /* We closed from on_message, and stopped reading (a bad frame, or the
+         * close itself) before the peer's close in this same input: the handshake
+         * is complete all the same, and nothing after that close counts. */
+        read_close(&rx, close_off, &rx);
+        note = (struct closed_note){true, rx.peer_code, rx.peer_reason};
+        ws->state = ST_DONE;
     }
 
     if (rc == CX_OK && ws->state != ST_DONE) {

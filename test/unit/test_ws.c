@@ -917,6 +917,25 @@ static void test_fast_path_edges(void **state)
     assert_true(cx_ws_close_received(s.ws));
     peer_fini(&s);
 
+    /* A ping, a message and the peer's close in one read: pong, delivery, echo (code
+     * and reason), on_closed; no wslay context was needed. */
+    peer_init(&s, CX_WS_SERVER, 0);
+    n = cframe(in, 1, 9, "pp");
+    n += cframe(in + n, 1, 1, "msg");
+    n += cframe(in + n, 1, 8, "\x03\xe8" "bye");
+    assert_int_equal(cx_ws_feed(s.ws, in, n), CX_OK);
+    assert_int_equal(s.n_msgs, 1);
+    assert_string_equal(s.msgs[0], "msg");
+    assert_int_equal(s.out_len, 4 + 7);
+    assert_memory_equal(s.out, "\x8a\x02" "pp" "\x88\x05\x03\xe8" "bye", 11);
+    assert_int_equal(s.closed, 1);
+    assert_int_equal(s.close_code, 1000);
+    assert_string_equal(s.close_reason, "bye");
+    assert_true(cx_ws_close_sent(s.ws));
+    assert_false(cx_ws_holds_state(s.ws));
+    assert_int_equal(cx_ws_feed(s.ws, in, n), CX_E_CLOSED);
+    peer_fini(&s);
+
     /* The peer closing: received is set by the time on_closed runs. */
     peer_init(&s, CX_WS_SERVER, 0);
     n = cframe(in, 1, 8, "\x03\xe8");

@@ -76,5 +76,7 @@ void cx_core_link_free(cx_core *core);
 void cx_core_link_send(cx_core *core, json_t *msg);
 /* For core/info. */
 bool cx_core_link_connected(const cx_core *core);
+/* Maestro refused the stored token since it was last accepted (removed, rotated away). */
+bool cx_core_link_token_refused(const cx_core *core);
 
 #endif

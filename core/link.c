@@ -43,6 +43,8 @@ struct cx_core_link {
     bool sent_env;            /* the credential on this connection came from the environment */
     bool prefer_env;          /* next attempt: use the environment's credential first */
     bool credential_failed;   /* the last refusal was about our credential */
+    bool stored_refused;      /* Maestro refused the stored token (until one is accepted) */
+    int replaced;             /* 4003 closes in a row: each doubles the wait before the next */
     const char *crash_at;     /* CONDRIX_TEST_CRASH_AT, tests only */
 };
 
@@ -141,6 +143,8 @@ static void on_auth_answer(cx_core_link *l, const cx_msg *m)
     if (m->success != 1) {
         json_t *code = m->error ? json_object_get(m->error, "code") : NULL;
         const char *cs = json_is_string(code) ? json_string_value(code) : "unknown";
+        if (is_credential_error(cs) && !l->sent_env)
+            l->stored_refused = true;
         if (is_credential_error(cs) && !l->sent_env && l->env_token) {
             /* The stored token is dead (the Core was removed?): the environment may hold
              * a fresh pairing code. Try it at once. */
@@ -161,6 +165,7 @@ static void on_auth_answer(cx_core_link *l, const cx_msg *m)
     l->authed = true;
     l->attempt = 0;
     l->credential_failed = false;
+    l->stored_refused = false;
     json_t *p = m->payload;
     json_t *v = json_object_get(p, "maestroId");
     snprintf(l->maestro_id, sizeof l->maestro_id, "%s", json_is_string(v) ? json_string_value(v) : "");
@@ -253,7 +258,10 @@ static void on_message(cx_wsc *c, void *ud, const char *text, size_t len)
         else if (m.success == 0 && strcmp(m.action, "token.ack") == 0)
             cx_log_warn("maestro: did not accept our token acknowledgement");
     } else if (m.type == CX_MSG_REQUEST && l->authed) {
-        if (strcmp(m.ns, "core") == 0 && strcmp(m.action, "maestro.setToken") == 0)
+        /* A push from Maestro itself; the same action relayed from a client (it carries
+         * `relay`) is not one, and goes where clients' requests go (UNKNOWN_ACTION). */
+        if (strcmp(m.ns, "core") == 0 && strcmp(m.action, "maestro.setToken") == 0 &&
+            !json_object_get(m.root, "relay"))
             on_set_token(l, &m);
         else
             cx_core_dispatch_relayed(l->core, &m, relay_scopes(&m));
@@ -271,13 +279,25 @@ static void on_close(cx_wsc *c, void *ud, uint16_t code, const char *reason)
     l->auth_id[0] = '\0';
     if (l->stopping)
         return;
+    if (code == CX_WS_CLOSE_REPLACED) {
+        /* Two Cores with one id (a copied data directory) would replace each other as
+         * fast as they can reconnect: each 4003 in a row doubles the wait, to the cap. */
+        if (l->replaced < 16)
+            l->replaced++;
+        uint64_t cap = LINK_BACKOFF_FIRST_MS << (l->replaced < 7 ? l->replaced : 7);
+        if (cap > LINK_BACKOFF_MAX_MS)
+            cap = LINK_BACKOFF_MAX_MS;
+        cx_log_warn("maestro: another connection with this Core's id replaced ours (4003); "
+                    "is a copy of this Core's data directory running elsewhere? Retrying "
+                    "within %llu s", (unsigned long long)(cap / 1000));
+        schedule(l, randombytes_uniform((uint32_t)cap) + 1);
+        return;
+    }
+    l->replaced = 0;
     if (was_authed)
         cx_log_warn("maestro: link closed (%u %s)", code, reason);
-    else if (!l->credential_failed)
+    else if (!l->credential_failed && !l->prefer_env)
         cx_log_warn("maestro: cannot reach %s: %s", l->url, reason && *reason ? reason : "closed");
-    if (code == CX_WS_CLOSE_REPLACED)
-        cx_log_warn("maestro: another connection with this Core's id replaced ours; "
-                    "is the same core.db used twice?");
     if (l->credential_failed) {
         schedule(l, l->credential_wait_ms);
         return;
@@ -311,6 +331,7 @@ static void dial(cx_core_link *l)
     cx_wsc_options opt = {
         .url = l->url,
         .ca_file = l->ca,
+        .max_message = CX_RELAY_MAX_MESSAGE_BYTES,
         .ping_ms = LINK_PING_MS,
         .pong_ms = LINK_PONG_MS,
     };
@@ -428,4 +449,9 @@ void cx_core_link_send(cx_core *core, json_t *msg)
 bool cx_core_link_connected(const cx_core *core)
 {
     return core->link && core->link->authed;
+}
+
+bool cx_core_link_token_refused(const cx_core *core)
+{
+    return core->link && core->link->stored_refused;
 }

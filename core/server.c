@@ -331,7 +331,8 @@ static void act_info(cx_core *core, caller *k, const cx_msg *req)
 {
     char *mtoken = NULL;
     (void)cx_tokens_setting_get(core->tokens, "maestro.token", &mtoken);
-    bool paired = mtoken != NULL;
+    /* Paired: a stored token Maestro has not refused since it last accepted one. */
+    bool paired = mtoken != NULL && !cx_core_link_token_refused(core);
     if (mtoken) {
         sodium_memzero(mtoken, strlen(mtoken));
         free(mtoken);
@@ -791,6 +792,18 @@ static void dispatch(cx_core *core, caller *k, const cx_msg *req)
     reply_err(k, req, "UNKNOWN_ACTION", msg);
 }
 
+/* What a session owns besides itself. */
+static void session_release(session *s)
+{
+    for (int k = 0; k < s->nsubs; k++)
+        free(s->subs[k]);
+    free(s->subs);
+    free(s->token_name);
+    s->subs = NULL;
+    s->nsubs = 0;
+    s->token_name = NULL;
+}
+
 void cx_core_dispatch_relayed(cx_core *core, const cx_msg *req, unsigned scopes)
 {
     session s = {0};
@@ -800,6 +813,9 @@ void cx_core_dispatch_relayed(cx_core *core, const cx_msg *req, unsigned scopes)
     s.scopes = scopes;
     caller k = {&s, NULL, core};
     dispatch(core, &k, req);
+    /* The session lives for this one request: a relayed subscribe has no one to deliver
+     * to after it, and what it allocated goes here. */
+    session_release(&s);
 }
 
 /* ---- connection callbacks ---- */
@@ -857,10 +873,7 @@ static void on_close(cx_server *srv, cx_conn *c, uint16_t code)
         return;
     if (s->authed)
         cx_log_debug("session %s closed (%u)", s->id, code);
-    for (int k = 0; k < s->nsubs; k++)
-        free(s->subs[k]);
-    free(s->subs);
-    free(s->token_name);
+    session_release(s);
     free(s);
     cx_conn_set_data(c, NULL);
 }

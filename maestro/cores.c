@@ -114,8 +114,8 @@ static void core_fail(mx_server *m, cx_conn *c, const cx_msg *req, const char *c
     int64_t now = cx_clock_now_ms();
     bool blocked = false;
     int delay = cx_ratelimit_auth_failed(m->rl, p->ip, now, &blocked);
-    cx_log_info("Core auth failed from %s: %s%s", p->ip, code,
-                blocked ? " (address now blocked)" : "");
+    cx_log_info("Core auth failed from %s (coreId %.128s): %s%s", p->ip,
+                core_id ? core_id : "invalid", code, blocked ? " (address now blocked)" : "");
     (void)mx_audit(m->store, now, NULL, "core.auth", core_id, p->ip, code);
     json_t *resp = cx_msg_fail(req->ns, req->action, req->id, code, message, NULL,
                                json_pack("{s:b}", "authenticated", 0));

@@ -6,6 +6,7 @@
 #include "maestro.h"
 
 #include "condrix/error.h"
+#include "condrix/limits.h"
 #include "condrix/log.h"
 
 #include <stdio.h>
@@ -127,6 +128,15 @@ void mx_relay_request(mx_server *m, cx_conn *c, const cx_msg *req, bool as_admin
     size_t len;
     char *text = cx_msg_encode(fwd, &len);
     json_decref(fwd);
+    if (text && len > CX_RELAY_MAX_MESSAGE_BYTES) {
+        /* Re-encoding can grow a message (numbers written out in full, `relay` added);
+         * past what a Core's link takes it would cost the Core its link. */
+        free(text);
+        pending_free(pd);
+        reply_fail(c, req, "INVALID_ARGUMENT",
+                   "the request is too large to relay once re-encoded; send less");
+        return;
+    }
     int rc = text ? cx_conn_send_text(l->conn, text, len) : CX_E_NOMEM;
     free(text);
     if (rc != CX_OK) {

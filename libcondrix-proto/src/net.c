@@ -476,7 +476,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->tls) {
         int rc = cx_tls_feed(c->tls, (const uint8_t *)buf->base, (size_t)nread);
         if (rc != CX_OK && c->state != ST_CLOSED) {
-            cx_log_debug("connection from %s: TLS failed: %s", c->peer, cx_strerror(rc));
+            /* A failed handshake is worth an operator's look (a plain-HTTP client, an
+             * old TLS version, a proxy speaking the wrong scheme); a session ending is not. */
+            if (rc == CX_E_TLS && !cx_tls_handshake_done(c->tls))
+                cx_log_info("connection from %s: TLS handshake failed: %s", c->peer,
+                            cx_tls_last_error(c->tls));
+            else
+                cx_log_debug("connection from %s: TLS session ended: %s", c->peer,
+                             rc == CX_E_TLS ? cx_tls_last_error(c->tls) : cx_strerror(rc));
             conn_destroy(c, CX_WS_CLOSE_ABNORMAL);
         }
     } else {

@@ -111,7 +111,10 @@ int cx_tls_server_new(const char *cert_path, const char *key_path, cx_tls_config
             *err = errf("cannot load TLS key", key_path, rc);
         goto fail;
     }
-    rc = mbedtls_ssl_conf_own_cert(&cfg->conf, &cfg->chain, &cfg->key);
+    /* conf_own_cert takes any key; a wrong one would fail every handshake later. */
+    rc = mbedtls_pk_check_pair(&cfg->chain.pk, &cfg->key);
+    if (rc == 0)
+        rc = mbedtls_ssl_conf_own_cert(&cfg->conf, &cfg->chain, &cfg->key);
     if (rc != 0) {
         if (err)
             *err = errf("TLS certificate and key do not fit together", NULL, rc);
@@ -320,7 +323,25 @@ int cx_tls_handshake_done(const cx_tls *t)
 
 const char *cx_tls_last_error(const cx_tls *t)
 {
-    static char buf[160];
+    static char buf[256];
+    uint32_t flags;
+    if (t->last_error == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED &&
+        (flags = mbedtls_ssl_get_verify_result(&t->ssl)) != 0) {
+        /* Say which check failed: an unknown CA and a name mismatch need different fixes. */
+        char info[200];
+        if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+            snprintf(info, sizeof info, "not signed by a trusted CA");
+        else if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)
+            snprintf(info, sizeof info, "made out to another name than the one dialled");
+        else if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+            snprintf(info, sizeof info, "expired");
+        else if (mbedtls_x509_crt_verify_info(info, sizeof info, "", flags) > 0)
+            info[strcspn(info, "\n")] = '\0';
+        else
+            snprintf(info, sizeof info, "flags 0x%x", (unsigned)flags);
+        snprintf(buf, sizeof buf, "the server's certificate is %s", info);
+        return buf;
+    }
     mbedtls_strerror(t->last_error, buf, sizeof buf);
     return buf;
 }

@@ -3,6 +3,7 @@ pairing flow, crashes mid-pairing (CONDRIX_TEST_CRASH_AT), a Maestro restart, ro
 pushed and by hand, removal, replacement by a second link, multi-use codes, and the
 relay end to end for admins and users (the Core applies the relayed role's scopes)."""
 import asyncio
+import json
 import re
 import time
 
@@ -250,7 +251,8 @@ async def test_remove_core(mx, core_factory):
     h.wait_until(lambda: any(r["action"] == "core.auth" and r["target"] == core_id and r["result"] == "INVALID_CREDENTIALS"
                              for r in mh.audit_rows(mx)), h.t(10), what="a refused core.auth in the audit")
     h.wait_until(lambda: "INVALID_CREDENTIALS" in core.stderr(), h.t(5))
-    assert (await mh.core_info(core))["maestro"]["connected"] is False
+    info = (await mh.core_info(core))["maestro"]
+    assert info["connected"] is False and info["paired"] is False, info  # its token is dead
     assert core_id not in await mh.cores_by_core_id(admin)
     expect_error(await admin.relay(cid, "info"), "CORE_OFFLINE")
     # the operator re-pairs it: a new code in the environment is presented at once when
@@ -301,4 +303,50 @@ async def test_second_connection_with_core_token_replaces_core(mx, core_factory)
     assert (await mh.cores_by_core_id(admin))[core_id]["status"] == "online"
     p = expect_ok(await admin.relay(cid, "info"))
     assert p["coreId"] == core_id
+    await admin.close()
+
+
+@async_test
+async def test_relayed_requests_cannot_reach_the_link_itself(mx, core_factory):
+    # core/maestro.setToken is Maestro's push; a client relaying it must not rewrite the
+    # Core's stored credential (that would lock the Core out at its next reconnect).
+    admin = await mx_login(mx)
+    core, core_id, cid = await paired_core(core_factory, mx, admin, "guarded")
+    h.wait_until(lambda: mh.core_db_token(core), h.t(5))
+    before = mh.core_db_token(core)
+    m = await admin.relay(cid, "maestro.setToken", {"token": "b" * 64})
+    expect_error(m, "UNKNOWN_ACTION")
+    assert m["sourceCoreId"] == cid, m
+    assert mh.core_db_token(core) == before
+    # relayed subscribes are answered and leave nothing behind in the Core (the ASan
+    # pass checks for leaks when the Core stops)
+    for _ in range(20):
+        p = expect_ok(await admin.relay(cid, "subscribe", {"subscribe": ["core:*", "*"]}))
+        assert set(p["subscribed"]) == {"core:*", "*"}, p
+    assert core.stop() == 0
+    core.start()
+    await mh.wait_core_linked(core)
+    expect_ok(await admin.relay(cid, "info"))
+    await admin.close()
+
+
+@async_test
+async def test_relay_that_would_grow_too_large_is_refused_not_fatal(mx_factory, core_factory):
+    # 0.1 re-encodes as 0.10000000000000001: 800 KB from the client would reach the Core
+    # as about 4 MB. Maestro answers it itself; the Core keeps its link.
+    mx = mx_factory(env={"CONDRIX_RATE_MSG_MAX": "0"})
+    admin = await mx_login(mx)
+    core, core_id, cid = await paired_core(core_factory, mx, admin, "bulky")
+    nums = "[" + ",".join(["0.1"] * 200000) + "]"
+    env = h.envelope("health", None, "core")
+    env["targetCoreId"] = cid
+    del env["payload"]
+    text = json.dumps(env)[:-1] + ', "payload": {"nums": ' + nums + "}}"
+    assert len(text) < 1 << 20
+    await admin.send_raw(text)
+    m = await admin.wait_response(env["id"])
+    expect_error(m, "INVALID_ARGUMENT")
+    await admin.no_event("core.offline", wait=1.0)
+    expect_ok(await admin.relay(cid, "health"))
+    assert (await mh.core_info(core))["maestro"]["connected"] is True
     await admin.close()

@@ -6,6 +6,9 @@
 #define CX_HTTP_MAX_HEAD_BYTES        (16 * 1024)   /* request head cap (431 beyond) */
 #define CX_HTTP_MAX_HEADERS           64            /* header lines per request */
 #define CX_WS_MAX_MESSAGE_BYTES       (1024 * 1024) /* close 1009 beyond */
+/* A request Maestro relays to a Core: a client's message re-encoded plus `relay`. The
+ * Core's link takes this much; Maestro answers larger ones itself. */
+#define CX_RELAY_MAX_MESSAGE_BYTES    (CX_WS_MAX_MESSAGE_BYTES + 64 * 1024)
 #define CX_WS_MAX_CONTROL_BYTES       125           /* RFC 6455 5.5 */
 #define CX_NET_MAX_OUTQ_BYTES         (8 * 1024 * 1024) /* slow consumer beyond */
 #define CX_NET_UPGRADE_TIMEOUT_MS     10000         /* TCP accept to upgrade done */

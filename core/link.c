@@ -297,7 +297,10 @@ static void on_close(cx_wsc *c, void *ud, uint16_t code, const char *reason)
     if (was_authed)
         cx_log_warn("maestro: link closed (%u %s)", code, reason);
     else if (!l->credential_failed && !l->prefer_env)
-        cx_log_warn("maestro: cannot reach %s: %s", l->url, reason && *reason ? reason : "closed");
+        cx_log_warn("maestro: cannot reach %s: %s%s", l->url, reason && *reason ? reason : "closed",
+                    reason && strstr(reason, "trusted CA") && !l->ca
+                        ? " (set CONDRIX_MAESTRO_CA to the CA certificate that signed Maestro's)"
+                        : "");
     if (l->credential_failed) {
         schedule(l, l->credential_wait_ms);
         return;

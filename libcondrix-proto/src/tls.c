@@ -339,7 +339,7 @@ const char *cx_tls_last_error(const cx_tls *t)
             info[strcspn(info, "\n")] = '\0';
         else
             snprintf(info, sizeof info, "flags 0x%x", (unsigned)flags);
-        snprintf(buf, sizeof buf, "the server's certificate is %s", info);
+        snprintf(buf, sizeof buf, "certificate verification failed: the certificate is %s", info);
         return buf;
     }
     mbedtls_strerror(t->last_error, buf, sizeof buf);

@@ -1040,7 +1040,8 @@ static void test_tls_ok_name(void **state)
     free(big);
 }
 
-static void expect_tls_refused(struct world *w, struct cli *k)
+/* Refused at verification, and the reason says which check failed (why). */
+static void expect_tls_refused(struct world *w, struct cli *k, const char *why)
 {
     WAIT(w, k->closes, WAIT_MS);
     assert_int_equal(k->closes, 1);
@@ -1048,6 +1049,8 @@ static void expect_tls_refused(struct world *w, struct cli *k)
     assert_int_equal(k->code, CX_WS_CLOSE_ABNORMAL);
     if (!strstr(k->reason, "TLS") || !strcasestr(k->reason, "verif"))
         fail_msg("reason does not name TLS verification: %s", k->reason);
+    if (!strstr(k->reason, why))
+        fail_msg("reason does not say \"%s\": %s", why, k->reason);
     assert_int_equal(w->opens, 0);
 }
 
@@ -1055,7 +1058,25 @@ static void test_tls_untrusted_ca(void **state)
 {
     struct world *w = *state;
     cx_server *s = start_server(w, NULL, srv_pem, srv_key);
-    expect_tls_refused(w, tls_client(w, s, "localhost", NULL));
+    expect_tls_refused(w, tls_client(w, s, "localhost", NULL), "not signed by a trusted CA");
+}
+
+/* A key that is not the certificate's is refused at setup, not at every handshake. */
+static void test_tls_key_mismatch(void **state)
+{
+    struct world *w = *state;
+    char ca_key[160];
+    snprintf(ca_key, sizeof ca_key, "%.140s/ca.key", tls_dir);
+    cx_server *s = NULL;
+    assert_int_equal(cx_server_new(&w->loop, &srv_cb, w, NULL, &s), CX_OK);
+    char *err = NULL;
+    assert_int_not_equal(cx_server_set_tls(s, srv_pem, ca_key, &err), CX_OK);
+    assert_non_null(err);
+    if (!strstr(err, "do not fit together"))
+        fail_msg("unexpected error: %s", err);
+    free(err);
+    assert_false(cx_server_is_tls(s));
+    cx_server_free(s);
 }
 
 static void test_tls_wrong_name(void **state)
@@ -1063,8 +1084,8 @@ static void test_tls_wrong_name(void **state)
     struct world *w = *state;
     /* Trusted CA, valid chain: only the name (DNS:other.example) is wrong. */
     cx_server *s = start_server(w, NULL, other_pem, srv_key);
-    expect_tls_refused(w, tls_client(w, s, "localhost", ca_pem));
-    expect_tls_refused(w, tls_client(w, s, "127.0.0.1", ca_pem));
+    expect_tls_refused(w, tls_client(w, s, "localhost", ca_pem), "another name");
+    expect_tls_refused(w, tls_client(w, s, "127.0.0.1", ca_pem), "another name");
 }
 
 static void test_tls_plain_client(void **state)
@@ -1313,6 +1334,7 @@ int main(void)
         T(test_tls_ok_name),
         T(test_tls_untrusted_ca),
         T(test_tls_wrong_name),
+        T(test_tls_key_mismatch),
         T(test_tls_plain_client),
         T(test_message_too_big),
         T(test_auth_timeout),

@@ -17,6 +17,7 @@
 #define CX_CORE_TOUCH_BATCH 64
 /* Last-used times are written at most this often (ARCHITECTURE: batched bookkeeping). */
 #define CX_CORE_TOUCH_FLUSH_MS 5000
+#define CX_CORE_HOUSEKEEPING_MS 1000 /* how soon admin verbs' revocations take effect */
 
 typedef struct cx_core_touch {
     char name[CX_TOKEN_NAME_MAX_CHARS + 1]; /* token name */
@@ -35,7 +36,9 @@ typedef struct cx_core {
     char display_name[128];       /* shown to clients */
     char *maestro_url;            /* CONDRIX_MAESTRO_URL or NULL */
     uint64_t started_ms;          /* loop time at start, for uptime */
-    uv_timer_t housekeeping;      /* last-used flush, rate-limit sweep */
+    uv_timer_t housekeeping;      /* last-used flush, rate-limit sweep, DB change watch */
+    int64_t db_version;           /* core.db's data_version at the last look */
+    unsigned ticks;               /* housekeeping ticks */
     cx_core_touch touches[CX_CORE_TOUCH_BATCH]; /* pending last-used writes */
     int ntouches;
     bool stopping;                /* shutdown in progress */

@@ -4,6 +4,7 @@
 #include "core.h"
 
 #include "condrix/clock.h"
+#include "condrix/db.h"
 #include "condrix/error.h"
 #include "condrix/limits.h"
 #include "condrix/log.h"
@@ -131,11 +132,37 @@ static void note_touch(cx_core *core, const char *name, int64_t now)
     core->ntouches++;
 }
 
+/* A token revoked or rotated by another process (`condrix-core auth revoke|rotate`)
+ * ends the connections that used it, as the same change over the wire does. */
+static void recheck_session(cx_conn *c, void *arg)
+{
+    cx_core *core = arg;
+    session *s = cx_conn_data(c);
+    if (!s || !s->authed || !s->token_name || cx_conn_closing(c))
+        return;
+    cx_token_info info;
+    int rc = cx_tokens_get(core->tokens, s->token_name, &info);
+    if (rc == CX_E_NOTFOUND) {
+        cx_log_info("session %s: token %s was revoked elsewhere; closing", s->id, s->token_name);
+        cx_conn_close(c, CX_WS_CLOSE_ROTATED, "token revoked");
+    } else if (rc == CX_OK && strcmp(info.prefix, s->prefix) != 0) {
+        cx_log_info("session %s: token %s was rotated elsewhere; closing", s->id, s->token_name);
+        cx_conn_close(c, CX_WS_CLOSE_ROTATED, "token rotated");
+    }
+}
+
 static void on_housekeeping(uv_timer_t *t)
 {
     cx_core *core = t->data;
-    flush_touches(core);
-    cx_ratelimit_sweep(core->rl, cx_clock_now_ms());
+    int64_t v;
+    if (cx_db_data_version(cx_tokens_db(core->tokens), &v) == CX_OK && v != core->db_version) {
+        core->db_version = v;
+        cx_server_foreach(core->srv, recheck_session, core);
+    }
+    if (++core->ticks % (CX_CORE_TOUCH_FLUSH_MS / CX_CORE_HOUSEKEEPING_MS) == 0) {
+        flush_touches(core);
+        cx_ratelimit_sweep(core->rl, cx_clock_now_ms());
+    }
 }
 
 /* ---- closing other connections of a token ---- */
@@ -1035,10 +1062,12 @@ int cx_core_start(cx_core *core, uv_loop_t *loop, const cx_core_options *opt)
     core->started_ms = uv_now(loop);
     if ((rc = cx_core_link_start(core)) != CX_OK)
         return rc;
+    /* The baseline for noticing other processes' changes to core.db. */
+    (void)cx_db_data_version(cx_tokens_db(core->tokens), &core->db_version);
     uv_timer_init(loop, &core->housekeeping);
     core->housekeeping.data = core;
-    uv_timer_start(&core->housekeeping, on_housekeeping, CX_CORE_TOUCH_FLUSH_MS,
-                   CX_CORE_TOUCH_FLUSH_MS);
+    uv_timer_start(&core->housekeeping, on_housekeeping, CX_CORE_HOUSEKEEPING_MS,
+                   CX_CORE_HOUSEKEEPING_MS);
     cx_log_info("Core %s (%s) listening on %s://%s:%d%s", core->core_id, core->display_name,
                 cx_server_is_tls(core->srv) ? "wss" : "ws", opt->host,
                 cx_server_port(core->srv),

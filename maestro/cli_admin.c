@@ -746,8 +746,8 @@ static int do_core_change(cli *c, enum core_change what_change, const char *key,
     } else {
         if (c->json)
             return emit_json(c, json_pack("{s:s,s:b}", "id", k.id, "removed", 1));
-        printf("Removed Core \"%s\" (%s): its token no longer works. A running server drops\n"
-               "its connection when it next authenticates; restart Maestro to drop it now.\n",
+        printf("Removed Core \"%s\" (%s): its token no longer works, and a running Maestro\n"
+               "drops its connection within a second.\n",
                k.display_name, k.id);
     }
     return MX_ADMIN_EXIT_OK;
@@ -785,8 +785,9 @@ static int do_cores_rotate(cli *c, const char *key)
     }
     printf("New token for Core \"%s\" (%s); the old one no longer works:\n\n  %s\n\n",
            k.display_name, k.id, token);
-    printf("Shown only now. Start the Core with CONDRIX_MAESTRO_TOKEN=<this token>; it uses\n"
-           "it when its stored token is refused, and stores it.\n");
+    printf("Shown only now. A running Maestro drops the Core's connection within a second.\n"
+           "Start the Core with CONDRIX_MAESTRO_TOKEN=<this token>; it uses it when its stored\n"
+           "token is refused, and stores it.\n");
     ex = MX_ADMIN_EXIT_OK;
 out:
     sodium_memzero(token, sizeof token);

@@ -258,6 +258,9 @@ void mx_core_auth(mx_server *m, cx_conn *c, const cx_msg *req)
                     p->ip);
         cx_conn_close(old->conn, CX_WS_CLOSE_REPLACED, "replaced by a newer connection");
     }
+    mx_core now_core;
+    if (mx_core_by_id(m->store, l->id, &now_core) == CX_OK)
+        memcpy(l->token_prefix, now_core.token_prefix, sizeof l->token_prefix);
     p->link = l;
     p->kind = MX_PEER_CORE;
     p->strikes = 0;
@@ -285,6 +288,32 @@ void mx_core_auth(mx_server *m, cx_conn *c, const cx_msg *req)
 
 static void push_finish(mx_server *m, mx_link *l, bool acked);
 
+/* After a token change made here: what the registry now holds is what this link knows. */
+static void refresh_prefix(mx_server *m, mx_link *l)
+{
+    mx_core core;
+    if (mx_core_by_id(m->store, l->id, &core) == CX_OK)
+        memcpy(l->token_prefix, core.token_prefix, sizeof l->token_prefix);
+}
+
+void mx_cores_recheck(mx_server *m)
+{
+    for (mx_link *l = m->links; l; l = l->next) {
+        if (l->push || cx_conn_closing(l->conn))
+            continue; /* a push in flight changes the token on purpose */
+        mx_core core;
+        int rc = mx_core_by_id(m->store, l->id, &core);
+        if (rc == CX_E_NOTFOUND) {
+            cx_log_info("Core %s was removed (by an admin verb): closing its link", l->core_id);
+            cx_conn_close(l->conn, CX_WS_CLOSE_ROTATED, "Core removed from Maestro");
+        } else if (rc == CX_OK && strcmp(core.token_prefix, l->token_prefix) != 0) {
+            cx_log_info("Core %s's token was rotated (by an admin verb): closing its link",
+                        l->core_id);
+            cx_conn_close(l->conn, CX_WS_CLOSE_ROTATED, "token rotated");
+        }
+    }
+}
+
 static void token_ack(mx_server *m, cx_conn *c, mx_link *l, const cx_msg *req)
 {
     mx_peer *p = cx_conn_data(c);
@@ -307,6 +336,7 @@ static void token_ack(mx_server *m, cx_conn *c, mx_link *l, const cx_msg *req)
                    l->issued_prefix[0] ? l->issued_prefix : "ok");
     l->pairing_id[0] = '\0';
     l->issued_prefix[0] = '\0';
+    refresh_prefix(m, l);
     cx_reply_ok(c, req, json_pack("{s:b}", "acknowledged", 1));
 }
 
@@ -545,6 +575,7 @@ static void push_finish(mx_server *m, mx_link *l, bool acked)
     mx_push *push = l->push;
     l->push = NULL;
     if (acked && mx_core_ack_token(m->store, l->core_id) == CX_OK) {
+        refresh_prefix(m, l);
         (void)mx_audit(m->store, cx_clock_now_ms(), NULL, "core.rotate", l->core_id, NULL,
                        "ok:pushed");
         cx_log_info("Core %s stored its new token", l->core_id);

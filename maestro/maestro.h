@@ -61,6 +61,8 @@ typedef struct mx_link {
     char display_name[MX_DISPLAY_NAME_MAX + 1];
     char pairing_id[MX_ID_CHARS + 1];          /* code redeemed here, consumed at ack */
     char issued_prefix[9];                     /* prefix of a token issued here, "" if none */
+    char token_prefix[9];                      /* the registry's token prefix as this link
+                                                * last knew it (auth, ack, push) */
     uint64_t next_rid;                         /* ids of requests sent to the Core */
     struct mx_pending *pending;                /* relayed requests awaiting an answer */
     struct mx_push *push;                      /* a token push in flight, or NULL */
@@ -102,6 +104,7 @@ typedef struct mx_server {
     struct mx_job *queue_head;    /* password jobs waiting for a slot */
     struct mx_job *queue_tail;
     int queued;                   /* jobs in the queue */
+    int64_t db_version;           /* maestro.db's data_version at the last look */
     int hashing;                  /* jobs running in the thread pool */
     uv_timer_t tick;              /* relay timeouts, sweeps */
     bool tick_started;
@@ -155,6 +158,9 @@ void mx_send_to_viewers(mx_server *m, const char *core_id, const char *text, siz
 void mx_core_auth(mx_server *m, cx_conn *c, const cx_msg *req);
 void mx_core_message(mx_server *m, cx_conn *c, cx_msg *msg);
 void mx_core_closed(mx_server *m, cx_conn *c, mx_peer *p);
+/* maestro.db changed under us (an admin verb): drop the links of Cores removed or
+ * rotated there, as the same change over the wire does. */
+void mx_cores_recheck(mx_server *m);
 mx_link *mx_link_find(mx_server *m, const char *id);
 void mx_act_cores_list(mx_server *m, cx_conn *c, const cx_msg *req);
 void mx_act_cores_rename(mx_server *m, cx_conn *c, const cx_msg *req);

@@ -6,6 +6,7 @@
 #include "web.h"
 
 #include "condrix/clock.h"
+#include "condrix/db.h"
 #include "condrix/error.h"
 #include "condrix/limits.h"
 #include "condrix/log.h"
@@ -351,6 +352,11 @@ static void on_tick(uv_timer_t *t)
 {
     mx_server *m = t->data;
     uint64_t now = uv_now(m->loop);
+    int64_t v;
+    if (cx_db_data_version(mx_store_db(m->store), &v) == CX_OK && v != m->db_version) {
+        m->db_version = v;
+        mx_cores_recheck(m);
+    }
     mx_relay_sweep(m, now);
     mx_push_sweep(m, now);
     if (++m->ticks % 60 == 0) {
@@ -482,6 +488,8 @@ int mx_server_start(mx_server *m, uv_loop_t *loop, const mx_options *opt)
     uv_timer_init(loop, &m->tick);
     m->tick.data = m;
     m->tick_started = true;
+    /* The baseline for noticing admin verbs' changes to maestro.db. */
+    (void)cx_db_data_version(mx_store_db(m->store), &m->db_version);
     uv_timer_start(&m->tick, on_tick, MX_TICK_MS, MX_TICK_MS);
     cx_log_info("Maestro %s listening on %s://%s:%d", m->maestro_id,
                 cx_server_is_tls(m->srv) ? "wss" : "ws", opt->host, cx_server_port(m->srv));

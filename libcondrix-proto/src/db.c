@@ -307,6 +307,23 @@ int cx_db_first_row(sqlite3_stmt *st)
     return step == SQLITE_DONE ? CX_E_NOTFOUND : cx_db_err(step);
 }
 
+int cx_db_data_version(sqlite3 *db, int64_t *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return cx_db_err(rc);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = CX_OK;
+    } else {
+        rc = cx_db_err(rc);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int cx_db_trim_after_insert(sqlite3 *db, sqlite3_stmt *trim, int64_t max_rows)
 {
     sqlite3_int64 id = sqlite3_last_insert_rowid(db);

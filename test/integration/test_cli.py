@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -133,7 +134,15 @@ async def test_list(core):
 async def test_revoke_against_running_server(core):
     made = cli_json(core, "create", "to-revoke")
     live = await connect_auth(core, made["token"])
+    other = await connect_auth(core)  # another token: untouched
+    t0 = time.monotonic()
     cli_json(core, "revoke", "to-revoke")
+    # the running server notices within about a second and closes 4001, as over the wire
+    code, reason = await live.expect_close(timeout=h.t(5))
+    assert (code, reason) == (4001, "token revoked"), (code, reason)
+    assert time.monotonic() - t0 < h.t(3)
+    assert await other.is_open()
+    await other.close()
     c = await connect(core)
     expect_error(await c.auth(made["token"]), "INVALID_TOKEN")
     assert (await c.expect_close())[0] == 1008
@@ -145,7 +154,10 @@ async def test_revoke_against_running_server(core):
 @async_test
 async def test_rotate_against_running_server(core):
     made = cli_json(core, "create", "to-rotate", "--scopes", "read:files")
+    live = await connect_auth(core, made["token"])
     p = cli_json(core, "rotate", "to-rotate")
+    code, reason = await live.expect_close(timeout=h.t(5))
+    assert (code, reason) == (4001, "token rotated"), (code, reason)
     assert h.TOKEN_RE.match(p["token"]) and p["token"] != made["token"]
     c = await connect(core)
     expect_error(await c.auth(made["token"]), "INVALID_TOKEN")

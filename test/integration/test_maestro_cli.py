@@ -115,20 +115,20 @@ async def test_cli_pair_and_cores_against_running_server(mx):
     mx.cli("cores", "rename", cid, "", expect_rc=1)
     out = mx.cli("cores", "rename", "no-such-core", "x", expect_rc=1)
     assert out["error"]["code"] == "NOT_FOUND", out
-    # rotate: a new token, printed once; the old one is dead for new links
+    # rotate: a new token, printed once; the old one is dead, and so is the live link
+    # that used it (the running Maestro notices the change within a second)
     out = mx.cli("cores", "rotate", cid)
     assert out["id"] == cid and out["pushed"] is False and mh.HEX64.match(out["token"]), out
     assert out["tokenPrefix"] == out["token"][:8]
     assert (await mh.cores_by_core_id(admin))["cli-core"]["tokenPrefix"] == out["token"][:8]
-    await core.close()
+    assert await core.expect_close(timeout=h.t(5)) == (4001, "token rotated")
     r, m = await raw_core(mx, "cli-core", tok, expect_ok_=False)
     expect_error(m, "INVALID_CREDENTIALS")
     core, m = await raw_core(mx, "cli-core", out["token"])
-    await core.close()
-    await mh.wait_core_status(admin, "cli-core", "offline")
-    # remove: gone from cores.list, its token refused
+    # remove, with the Core online: gone from cores.list, its link closed, its token refused
     out2 = mx.cli("cores", "remove", "cli-core")
     assert out2 == {"id": cid, "removed": True}, out2
+    assert await core.expect_close(timeout=h.t(5)) == (4001, "Core removed from Maestro")
     assert await mh.cores_by_core_id(admin) == {}
     r, m = await raw_core(mx, "cli-core", out["token"], expect_ok_=False)
     expect_error(m, "INVALID_CREDENTIALS")

@@ -46,6 +46,9 @@ int cx_db_run(sqlite3_stmt *st, int *changes);
 /* Step a bound query for its first row: CX_OK (row ready; the caller reads, then
  * finishes), CX_E_NOTFOUND or an error (the statement is already finished then). */
 int cx_db_first_row(sqlite3_stmt *st);
+/* SQLite's data_version: it changes when another connection (another process, such as
+ * an admin verb) commits, so a server can tell when to re-read what it caches. */
+int cx_db_data_version(sqlite3 *db, int64_t *out);
 
 /* Keep an append-only table (an audit trail) at about max_rows rows. Call after each
  * insert: now and then (every 1024th id) trim runs `trim`, a DELETE whose ?1 is the

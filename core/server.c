@@ -862,7 +862,10 @@ static int on_upgrade(cx_server *srv, cx_conn *c, const cx_http_req *req)
     if (cx_ratelimit_auth_allowed(core->rl, s->ip, s->connected_at, &retry) != CX_OK) {
         /* Blocked after failed attempts: the first request hears why, with retryAfter. */
         s->blocked = 1;
-    } else if (core->dev && cx_addr_is_loopback(cx_conn_peer(c)) && !cx_http_req_forwarded(req)) {
+    } else if (core->dev && cx_addr_is_loopback(cx_conn_peer(c)) && !cx_http_req_forwarded(req) &&
+               cx_http_req_origin_local(req)) {
+        /* A page of another site in the developer's browser reaches loopback too: only
+         * clients that are not such a page (no Origin, or a local one) skip the token. */
         s->dev = 1;
         s->authed = 1;
         s->scopes = CX_SCOPE_ALL;
@@ -917,7 +920,7 @@ static void on_http(cx_server *srv, cx_conn *c, const cx_http_req *req)
             return;
         }
         cx_conn_http_reply(c, 200, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n",
-                           "ok", strcmp(method, "HEAD") == 0 ? 0 : 2);
+                           "ok", 2);
         return;
     }
     static const char msg[] = "not found: this is a Condrix Core; connect with a WebSocket\n";
@@ -1036,10 +1039,6 @@ int cx_core_start(cx_core *core, uv_loop_t *loop, const cx_core_options *opt)
     }
     if ((rc = seed_env_token(core)) != CX_OK)
         return rc;
-    if (!core->dev && (rc = first_start_token(core)) != CX_OK) {
-        cx_log_error("cannot create the first-start token: %s", cx_strerror(rc));
-        return rc;
-    }
     if (opt->display_name && *opt->display_name) {
         snprintf(core->display_name, sizeof core->display_name, "%s", opt->display_name);
     } else if (gethostname(core->display_name, sizeof core->display_name - 1) != 0) {
@@ -1057,6 +1056,12 @@ int cx_core_start(cx_core *core, uv_loop_t *loop, const cx_core_options *opt)
         cx_log_error("cannot listen on %s:%d: %s", opt->host, opt->port,
                      err ? err : cx_strerror(rc));
         free(err);
+        return rc;
+    }
+    /* Only once TLS and the port are known good: the token is printed this once, and a
+     * start that fails right after must not have spent it. */
+    if (!core->dev && (rc = first_start_token(core)) != CX_OK) {
+        cx_log_error("cannot create the first-start token: %s", cx_strerror(rc));
         return rc;
     }
     core->started_ms = uv_now(loop);

@@ -329,8 +329,7 @@ static void on_http(cx_server *srv, cx_conn *c, const cx_http_req *req)
         }
         snprintf(extra, sizeof extra, "Cache-Control: no-store\r\n%s",
                  mx_web_security_headers());
-        cx_conn_http_reply(c, 200, "text/plain; charset=utf-8", extra, "ok",
-                           strcmp(method, "HEAD") == 0 ? 0 : 2);
+        cx_conn_http_reply(c, 200, "text/plain; charset=utf-8", extra, "ok", 2);
         return;
     }
     if (mx_web_serve(c, req, m->web_dir))

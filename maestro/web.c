@@ -212,8 +212,8 @@ bool mx_web_serve(cx_conn *c, const cx_http_req *req, const char *dir_or_null)
         reply(c, 304, NULL, extra, NULL, 0);
         goto out;
     }
-    /* HEAD: the head only (its Content-Length is then 0, which net.c writes from len). */
-    reply(c, 200, f.type, extra, f.data, head ? 0 : f.len);
+    /* HEAD: net.c sends the head alone, with GET's Content-Length. */
+    reply(c, 200, f.type, extra, f.data, f.len);
 out:
     free(f.owned);
     return true;

@@ -2,6 +2,7 @@
  * and response heads fed in any split, we keep a capped copy of the headers and build the
  * few heads the servers and the client send. No sockets here; bytes in, heads out. */
 #include "condrix/http.h"
+#include "condrix/config.h"
 #include "condrix/error.h"
 #include "condrix/limits.h"
 
@@ -751,6 +752,33 @@ int cx_http_resp_check_upgrade(const cx_http_resp *resp, const char *key)
     if (!want[0] || strcmp(got, want) != 0)
         return CX_E_PROTO;
     return CX_OK;
+}
+
+bool cx_http_req_origin_local(const cx_http_req *req)
+{
+    const char *o = cx_http_req_header(req, "Origin");
+    if (!o)
+        return true;
+    const char *host = strstr(o, "://");
+    if (!host)
+        return false; /* "null" (a sandboxed page, a file) and anything odd */
+    host += 3;
+    char h[64];
+    size_t n;
+    if (*host == '[') { /* [v6]:port */
+        const char *end = strchr(host, ']');
+        if (!end)
+            return false;
+        n = (size_t)(end - host - 1);
+        host++;
+    } else {
+        n = strcspn(host, ":/");
+    }
+    if (n == 0 || n >= sizeof h)
+        return false;
+    memcpy(h, host, n);
+    h[n] = '\0';
+    return strcasecmp(h, "localhost") == 0 || cx_addr_is_loopback(h);
 }
 
 bool cx_http_req_forwarded(const cx_http_req *req)

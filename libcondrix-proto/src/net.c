@@ -332,8 +332,10 @@ void cx_conn_http_reply(cx_conn *c, int status, const char *content_type,
         return;
     cx_buf out;
     cx_buf_init(&out, len + 4096);
+    /* HEAD gets GET's head, Content-Length included, and no body (RFC 9110 9.3.2). */
+    bool head = c->http && strcmp(cx_http_req_method(c->http), "HEAD") == 0;
     if (cx_http_write_response(&out, status, content_type, extra_headers, body, len) == CX_OK)
-        (void)plain_write(c, out.data, out.len);
+        (void)plain_write(c, out.data, head ? out.len - len : out.len);
     cx_buf_free(&out);
     if (c->state == ST_CLOSED)
         return;

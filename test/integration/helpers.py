@@ -225,9 +225,9 @@ def raw_http(port, data, timeout=None, tls_ctx=None):
         s.close()
 
 
-def http_get(port, path, tls_ctx=None, timeout=None, extra=""):
-    req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s\r\n"
-           % (path, port, extra)).encode()
+def http_get(port, path, tls_ctx=None, timeout=None, extra="", method="GET"):
+    req = ("%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s\r\n"
+           % (method, path, port, extra)).encode()
     data, _ = raw_http(port, req, timeout or t(3), tls_ctx)
     return parse_http_head(data)
 

@@ -73,6 +73,20 @@ async def test_later_auth_answered_authenticated(dev):
 
 
 @async_test
+async def test_browser_page_of_another_site_must_authenticate(dev):
+    # Any site open in the developer's browser can reach loopback: its WebSocket carries
+    # that site's Origin and gets no dev-mode pass; a local page (a dev server) does.
+    c = await connect(dev, headers={"Origin": "https://evil.example"})
+    expect_error(await c.request("info"), "AUTH_REQUIRED")
+    expect_ok(await c.auth(dev.admin_token))  # with a token it is an ordinary client
+    await c.close()
+    for origin in ("http://localhost:5173", "http://127.0.0.1:8080", "http://[::1]:3000"):
+        c = await connect(dev, headers={"Origin": origin})
+        assert expect_ok(await c.request("info"))["devMode"] is True, origin
+        await c.close()
+
+
+@async_test
 async def test_dev_connections_list_token_name(dev):
     c = await connect(dev)
     sid = expect_ok(await c.request("auth", {}))["sessionId"]

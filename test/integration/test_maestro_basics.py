@@ -44,6 +44,17 @@ def test_healthz_and_404(mx):
     assert status == 404
 
 
+def test_head_is_get_without_the_body(mx, core):
+    # RFC 9110 9.3.2: the same head as GET, Content-Length included, and no body.
+    for port, path in ((mx.port, "/"), (mx.port, "/healthz"), (mx.port, "/no-such-page-xyz"),
+                       (core.port, "/healthz"), (core.port, "/no-such-page-xyz")):
+        gst, gh, gbody = h.http_get(port, path)
+        st, hd, body = h.http_get(port, path, method="HEAD")
+        assert st == gst, (path, st, gst)
+        assert hd["content-length"] == str(len(gbody)) == gh["content-length"], (path, hd, gh)
+        assert body == b"", (path, body)
+
+
 @async_test
 async def test_ws_alias_path(mx):
     w = await websockets.connect("ws://127.0.0.1:%d/ws" % mx.port, open_timeout=h.t(5))

@@ -160,6 +160,27 @@ def test_cert_without_key_refuses_to_start(core_factory, cert):
     srv.expected_dead = True
 
 
+def test_key_of_another_cert_refuses_to_start_and_keeps_the_first_token(core_factory, cert, tmp_path):
+    # A key that is not the certificate's: refused at start with a clear line, not at
+    # every handshake; and the one-time default-admin token is not spent by that start.
+    other = str(tmp_path / "other.key")
+    r = subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-out", other], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    os.chmod(other, 0o600)
+    srv = core_factory.create(tls=(cert[0], other))
+    srv.start(wait=False)
+    try:
+        rc = srv.proc.wait(h.t(5))
+    except subprocess.TimeoutExpired:
+        pytest.fail("server with a mismatched TLS key kept running")
+    assert rc != 0
+    assert "do not fit together" in srv.stderr(), srv.stderr()
+    assert not h.TOKEN_LINE_RE.search(srv.stdout()), "the first-start token was spent on a failed start"
+    srv.tls = cert
+    srv.start(expect_token=True)  # the first good start prints it
+
+
 def test_slow_reader_over_tls(core_factory, cert):
     srv = core_factory(tls=cert, env=dict(h.small_quarantine_env(), CONDRIX_LIMIT_OUTQ_BYTES="65536",
                                        CONDRIX_RATE_MSG_MAX="0"))

@@ -645,6 +645,39 @@ static void test_client_round_trip(void **state)
     cx_http_resp_free(resp);
 }
 
+/* Origin of a GET with that Origin header (NULL: none): local to this machine? */
+static bool origin_local(const char *origin)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
+             origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" : "");
+    cx_http_req *req = cx_http_req_new(CX_HTTP_MAX_HEAD_BYTES);
+    assert_non_null(req);
+    size_t used;
+    assert_int_equal(feed_all(req, buf, strlen(buf), &used), CX_OK);
+    bool local = cx_http_req_origin_local(req);
+    cx_http_req_free(req);
+    return local;
+}
+
+static void test_origin_local(void **state)
+{
+    (void)state;
+    assert_true(origin_local(NULL)); /* not a browser page */
+    assert_true(origin_local("http://localhost:5173"));
+    assert_true(origin_local("http://LOCALHOST"));
+    assert_true(origin_local("https://127.0.0.1:9100"));
+    assert_true(origin_local("http://127.8.9.10"));
+    assert_true(origin_local("http://[::1]:3000"));
+    assert_false(origin_local("https://evil.example"));
+    assert_false(origin_local("http://localhost.evil.example"));
+    assert_false(origin_local("http://127.0.0.1.evil.example"));
+    assert_false(origin_local("http://[::2]"));
+    assert_false(origin_local("null"));
+    assert_false(origin_local(""));
+    assert_false(origin_local("http://"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -664,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_accept_vector),
         cmocka_unit_test(test_build_responses),
         cmocka_unit_test(test_client_round_trip),
+        cmocka_unit_test(test_origin_local),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

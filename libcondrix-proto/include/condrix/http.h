@@ -38,6 +38,9 @@ bool cx_http_req_wants_upgrade(const cx_http_req *req);
 /* True when the request carries any forwarding header (X-Forwarded-For, Forwarded,
  * CF-Connecting-IP, CF-Ray, X-Real-IP): it came through a proxy or tunnel. */
 bool cx_http_req_forwarded(const cx_http_req *req);
+/* True when the request carries no Origin (not a browser page) or an Origin whose host
+ * is this machine (localhost, 127.0.0.0/8, [::1]): a page on another site is false. */
+bool cx_http_req_origin_local(const cx_http_req *req);
 
 /* Check the upgrade request per RFC 6455 4.2.1: method GET, HTTP/1.1 or later, Host
  * present, Sec-WebSocket-Version 13, Sec-WebSocket-Key a base64 of 16 bytes.

@@ -110,7 +110,8 @@ void cx_conn_close(cx_conn *c, uint16_t code, const char *reason);
 bool cx_conn_closing(const cx_conn *c);
 /* The app authenticated the session: the auth deadline no longer applies. */
 void cx_conn_set_authenticated(cx_conn *c);
-/* Answer a plain HTTP request; the connection closes after the answer is sent. */
+/* Answer a plain HTTP request; the connection closes after the answer is sent. To a
+ * HEAD request only the head goes out, its Content-Length still len. */
 void cx_conn_http_reply(cx_conn *c, int status, const char *content_type,
                         const char *extra_headers, const void *body, size_t len);
 /* Call fn(c, arg) after ms; fn gets c == NULL when the connection closed meanwhile

@@ -138,26 +138,25 @@ async def test_wss_graceful_shutdown(core_factory, cert):
     assert rc == 0
 
 
-def test_missing_cert_file_refuses_to_start(core_factory, cert, tmp_path):
-    srv = core_factory.create(tls=(str(tmp_path / "nope.pem"), cert[1]))
+def refuses_to_start(srv, what):
+    """Start srv and expect it to exit non-zero on its own within seconds."""
     srv.start(wait=False)
     try:
         rc = srv.proc.wait(h.t(5))
     except subprocess.TimeoutExpired:
-        pytest.fail("server with a missing TLS certificate kept running (serving plaintext?)")
+        pytest.fail("server with %s kept running" % what)
     assert rc != 0
     srv.expected_dead = True
+
+
+def test_missing_cert_file_refuses_to_start(core_factory, cert, tmp_path):
+    srv = core_factory.create(tls=(str(tmp_path / "nope.pem"), cert[1]))
+    refuses_to_start(srv, "a missing TLS certificate (serving plaintext?)")
 
 
 def test_cert_without_key_refuses_to_start(core_factory, cert):
     srv = core_factory.create(env={"CONDRIX_CORE_TLS_CERT": cert[0]})
-    srv.start(wait=False)
-    try:
-        rc = srv.proc.wait(h.t(5))
-    except subprocess.TimeoutExpired:
-        pytest.fail("server with a certificate but no key kept running")
-    assert rc != 0
-    srv.expected_dead = True
+    refuses_to_start(srv, "a certificate but no key")
 
 
 def test_key_of_another_cert_refuses_to_start_and_keeps_the_first_token(core_factory, cert, tmp_path):
@@ -169,12 +168,7 @@ def test_key_of_another_cert_refuses_to_start_and_keeps_the_first_token(core_fac
     assert r.returncode == 0, r.stderr
     os.chmod(other, 0o600)
     srv = core_factory.create(tls=(cert[0], other))
-    srv.start(wait=False)
-    try:
-        rc = srv.proc.wait(h.t(5))
-    except subprocess.TimeoutExpired:
-        pytest.fail("server with a mismatched TLS key kept running")
-    assert rc != 0
+    refuses_to_start(srv, "a mismatched TLS key")
     assert "do not fit together" in srv.stderr(), srv.stderr()
     assert not h.TOKEN_LINE_RE.search(srv.stdout()), "the first-start token was spent on a failed start"
     srv.tls = cert

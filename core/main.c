@@ -49,7 +49,7 @@ static void usage(FILE *out)
             "  CONDRIX_RATE_CONN_MAX, CONDRIX_RATE_AUTH_MAX, CONDRIX_RATE_MSG_MAX,\n"
             "  CONDRIX_RATE_BLOCK_SECONDS (and *_WINDOW_SECONDS)   rate limits; 0 = unlimited\n"
             "  CONDRIX_LIMIT_HEAD_BYTES, _MESSAGE_BYTES, _OUTQ_BYTES, _UPGRADE_MS, _AUTH_MS,\n"
-            "  _PING_MS, _PONG_MS       connection limits\n"
+            "  _SIGNIN_MS, _PING_MS, _PONG_MS   connection limits\n"
             "  CONDRIX_LOG_LEVEL        debug, info, warn or error (info)\n"
             "\n"
             "On its first start in production mode the Core creates the token default-admin\n"

@@ -29,7 +29,6 @@
 #define ACTOR "cli"
 #define MAX_WORDS 6
 #define GENERATED_PASSWORD_CHARS 20
-#define DEFAULT_PUBLIC_URL "ws://127.0.0.1:9200"
 #define AUDIT_DEFAULT_LIMIT 50
 #define AUDIT_MAX_LIMIT 10000
 
@@ -629,7 +628,15 @@ static int do_pair(cli *c)
         ex = fail_rc(c, rc, "pairing code");
         goto out;
     }
-    const char *url = cx_env_str("CONDRIX_MAESTRO_PUBLIC_URL", DEFAULT_PUBLIC_URL);
+    /* The URL Cores dial: as set, or this Maestro's own listener as configured. */
+    char own[300];
+    const char *host = cx_env_str("CONDRIX_MAESTRO_HOST", "127.0.0.1");
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+        host = "127.0.0.1";
+    snprintf(own, sizeof own, "%s://%s%s%s:%s/", getenv("CONDRIX_MAESTRO_TLS_CERT") ? "wss" : "ws",
+             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+             cx_env_str("CONDRIX_MAESTRO_PORT", "9200"));
+    const char *url = cx_env_str("CONDRIX_MAESTRO_PUBLIC_URL", own);
     cmd = start_command(url, code);
     if (cmd == NULL) {
         ex = fail(c, "INTERNAL", "revoke it and make another", "out of memory: pairing code %s "

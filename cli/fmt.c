@@ -47,7 +47,8 @@ void cli_explain(const char *code, const char *server_message, long retry_after,
         snprintf(out, out_size, "%s: run `condrix login %s`",
                  code[0] == 'S' ? "session expired" : "session no longer valid", u);
     } else if (strcmp(code, "INVALID_CREDENTIALS") == 0) {
-        snprintf(out, out_size, "wrong username or password");
+        /* The server says which: a sign-in's pair, or a password check's old password. */
+        snprintf(out, out_size, "%s", sm ? sm : "wrong username or password");
     } else if (strcmp(code, "RATE_LIMITED") == 0) {
         if (retry_after > 0)
             snprintf(out, out_size, "too many attempts: try again in %ld s", retry_after);
@@ -69,8 +70,7 @@ void cli_explain(const char *code, const char *server_message, long retry_after,
     } else if (strcmp(code, "TOKEN_REQUIRED") == 0) {
         snprintf(out, out_size, "no access token given: set CONDRIX_CORE_TOKEN");
     } else if (strcmp(code, "FORBIDDEN") == 0) {
-        snprintf(out, out_size, "not allowed%s%s (an admin may do this)", sm ? ": " : "",
-                 sm ? sm : "");
+        snprintf(out, out_size, "not allowed: %s", sm ? sm : "ask an admin");
     } else if (strcmp(code, "CORE_OFFLINE") == 0) {
         snprintf(out, out_size, "the Core is offline%s%s", sm ? ": " : "", sm ? sm : "");
     } else if (strcmp(code, "AUTH_REQUIRED") == 0) {

@@ -671,7 +671,8 @@ static int cmd_cores(ctx *x)
         return rc;
     if (!json_out(x, p)) {
         if (json_array_size(cores) == 0) {
-            printf("No Cores yet. Attach one with `condrix pair`.\n");
+            printf("No Cores to show. An admin attaches one with `condrix pair`; a plain user\n"
+                   "sees only the Cores an admin granted to them.\n");
         } else {
             table t = {.ncol = 5, .head = {"ID", "NAME", "STATUS", "LAST-SEEN", "PREFIX"}};
             size_t i;

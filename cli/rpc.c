@@ -106,12 +106,16 @@ static void closed_error(const cli_conn *c, cli_err *e)
     const char *retry = strstr(r, "retry in ");
     if (c->close_code == 1008 && strstr(r, "rate limit")) {
         long n = retry ? strtol(retry + 9, NULL, 10) : 0;
+        /* This is the new-connection limit (10 a minute by default), not failed sign-ins:
+         * every command is one connection, so a busy script can meet it. */
         if (n > 0)
             cli_err_set(e, CLI_EXIT_REFUSED, "RATE_LIMITED",
-                        "too many attempts: try again in %ld s", n);
+                        "too many new connections from this address: try again in %ld s "
+                        "(the server's CONDRIX_RATE_CONN_MAX)", n);
         else
             cli_err_set(e, CLI_EXIT_REFUSED, "RATE_LIMITED",
-                        "too many attempts: wait a while and try again");
+                        "too many new connections from this address: wait a while and try "
+                        "again (the server's CONDRIX_RATE_CONN_MAX)");
     } else if (c->close_code == 4001 || c->close_code == 4002) {
         cli_err_set(e, CLI_EXIT_SESSION, "SESSION_EXPIRED", "the server ended the session (%u %s)",
                     c->close_code, r);

@@ -633,7 +633,7 @@ static int do_pair(cli *c)
     const char *host = cx_env_str("CONDRIX_MAESTRO_HOST", "127.0.0.1");
     if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
         host = "127.0.0.1";
-    snprintf(own, sizeof own, "%s://%s%s%s:%s/", getenv("CONDRIX_MAESTRO_TLS_CERT") ? "wss" : "ws",
+    snprintf(own, sizeof own, "%s://%s%s%s:%s", getenv("CONDRIX_MAESTRO_TLS_CERT") ? "wss" : "ws",
              strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
              cx_env_str("CONDRIX_MAESTRO_PORT", "9200"));
     const char *url = cx_env_str("CONDRIX_MAESTRO_PUBLIC_URL", own);

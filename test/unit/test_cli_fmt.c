@@ -29,8 +29,12 @@ static void test_explain(void **state)
     assert_string_equal(out, "session expired: run `condrix login wss://m.example`");
     cli_explain("INVALID_SESSION", NULL, -1, NULL, out, sizeof out);
     assert_non_null(strstr(out, "condrix login URL"));
-    cli_explain("INVALID_CREDENTIALS", "nope", -1, NULL, out, sizeof out);
+    cli_explain("INVALID_CREDENTIALS", "the old password is wrong", -1, NULL, out, sizeof out);
+    assert_string_equal(out, "the old password is wrong"); /* the server says which */
+    cli_explain("INVALID_CREDENTIALS", NULL, -1, NULL, out, sizeof out);
     assert_string_equal(out, "wrong username or password");
+    cli_explain("FORBIDDEN", "only admins may do this", -1, NULL, out, sizeof out);
+    assert_string_equal(out, "not allowed: only admins may do this");
     cli_explain("RATE_LIMITED", NULL, 42, NULL, out, sizeof out);
     assert_string_equal(out, "too many attempts: try again in 42 s");
     cli_explain("RATE_LIMITED", NULL, -1, NULL, out, sizeof out);

@@ -428,6 +428,19 @@ static void test_pair(void **state)
     snprintf(expect, sizeof expect,
              "CONDRIX_MAESTRO_URL=ws://127.0.0.1:9200 CONDRIX_MAESTRO_TOKEN=%s condrix-core", code);
     assert_string_equal(json_string_value(json_object_get(o, "command")), expect);
+    /* Without CONDRIX_MAESTRO_PUBLIC_URL the command names this Maestro as configured. */
+    {
+        setenv("CONDRIX_MAESTRO_PORT", "9443", 1);
+        setenv("CONDRIX_MAESTRO_TLS_CERT", "/etc/condrix/maestro-cert.pem", 1);
+        assert_int_equal(run(f, "pair", "--json", NULL), 0);
+        json_t *o2 = out_json(f);
+        const char *cmd = json_string_value(json_object_get(o2, "command"));
+        assert_non_null(cmd);
+        assert_non_null(strstr(cmd, "CONDRIX_MAESTRO_URL=wss://127.0.0.1:9443 "));
+        json_decref(o2);
+        unsetenv("CONDRIX_MAESTRO_PORT");
+        unsetenv("CONDRIX_MAESTRO_TLS_CERT");
+    }
     char pid[MX_ID_CHARS + 1], id[MX_ID_CHARS + 1];
     snprintf(id, sizeof id, "%s", json_string_value(json_object_get(o, "id")));
     json_decref(o);
@@ -440,7 +453,7 @@ static void test_pair(void **state)
     assert_int_equal(mx_pairing_redeem(s, code, "core-1", before + 1000, pid), CX_OK);
     assert_string_equal(pid, id);
     assert_int_equal(count_rows(s, "SELECT count(*) FROM audit WHERE action = 'pairing.create'"),
-                     1);
+                     2); /* the two codes above */
     mx_store_close(s);
 
     /* Text mode, default: one use, a public URL from the environment, quoted if need be. */

@@ -1274,13 +1274,17 @@ static int core_begin(ctx *x)
             return fail(x, CLI_EXIT_USAGE, "USAGE", "the access token is too long");
         }
         snprintf(token, sizeof token, "%s", given);
-    } else if ((rc = read_secret(x, "Access token: ", token, sizeof token, false))) {
+    } else if ((rc = read_secret(x, "Access token (empty for a dev-mode Core): ", token,
+                                 sizeof token, true))) {
         free(ca);
         return rc;
     }
     rc = connect_to(x, url, ca);
     for (int attempt = 0; !rc && attempt < 2; attempt++) {
-        json_t *p = json_pack("{s:s, s:s}", "token", token, "clientType", "cli");
+        /* No token: a dev-mode Core lets a local client in; any other answers
+         * TOKEN_REQUIRED, which says what to set. */
+        json_t *p = token[0] ? json_pack("{s:s, s:s}", "token", token, "clientType", "cli")
+                             : json_pack("{s:s}", "clientType", "cli");
         if (p && code[0])
             json_object_set_new(p, "totpCode", json_string(code));
         cx_msg m;

@@ -95,6 +95,16 @@ def test_core_info_and_health(core):
     want(cli(["core", "health"], env=dict(env, CONDRIX_CORE_URL=core_url(core))), 0)
 
 
+def test_core_without_token(core, core_factory):
+    # No token at all: a production Core answers TOKEN_REQUIRED (refused, with what to
+    # set); a dev-mode Core lets a local client in.
+    r = want(cli(["core", "info", "--url", core_url(core)], stdin_text=""), 1)
+    assert "CONDRIX_CORE_TOKEN" in r.stderr, r.stderr
+    dev = core_factory(dev=True, env_token=None)
+    info = one_json(want(cli(["core", "info", "--url", core_url(dev), "--json"], stdin_text=""), 0))
+    assert info["devMode"] is True, info
+
+
 def test_core_wrong_token_is_1(core):
     env = {"CONDRIX_CORE_TOKEN": h.rand_token()}
     r = want(cli(["core", "info", "--url", core_url(core), "--json"], env=env), 1)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -694,6 +695,16 @@ int cx_core_auth_cli(int argc, char **argv, const char *db_path)
     if (db_path == NULL)
         return usage_error("no database path");
 
+    /* A mistyped --data-dir must not quietly make an empty Core database: only `create`
+     * (a token made before the first start) may create it. */
+    struct stat st;
+    if (strcmp(v->name, "create") != 0 && stat(db_path, &st) != 0) {
+        fail(&c, "NOT_FOUND",
+             "check --data-dir / CONDRIX_HOME; the Core makes it at its first start, and only "
+             "`auth create` may run before that",
+             "no Core database at %s", db_path);
+        return CX_CORE_AUTH_EXIT_FAILED;
+    }
     if (open_store(&c, db_path) != CX_OK)
         return CX_CORE_AUTH_EXIT_FAILED;
     int ex;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -250,6 +251,26 @@ static int open_store(cli *c, const char *home)
     free(err);
     free(def);
     return rc == CX_OK ? MX_ADMIN_EXIT_OK : MX_ADMIN_EXIT_FAILED;
+}
+
+/* A mistyped --data-dir must not quietly make an empty Maestro: only `user add` (an
+ * admin made before the first start) may create the database. */
+static bool store_exists(cli *c, const char *home)
+{
+    char *def = NULL;
+    if (home == NULL && (home = def = cx_default_home()) == NULL)
+        return true; /* open_store says what is wrong */
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/maestro.db", home);
+    bool ok = stat(path, &st) == 0;
+    if (!ok)
+        fail(c, "NOT_FOUND",
+             "check --data-dir / CONDRIX_HOME; Maestro makes it at its first start, and only "
+             "`user add` may run before that",
+             "no Maestro database in %s", home);
+    free(def);
+    return ok;
 }
 
 static int begin_change(cli *c)
@@ -1004,6 +1025,8 @@ int mx_admin_cli(int argc, char **argv, const char *home)
     if (c.limit != NULL && cx_parse_int(c.limit, 1, AUDIT_MAX_LIMIT, &c.limit_n) != CX_OK)
         return usage_error("--limit must be a number from 1 to %d", AUDIT_MAX_LIMIT);
 
+    if (strcmp(v->name, "user add") != 0 && !store_exists(&c, home))
+        return MX_ADMIN_EXIT_FAILED;
     if (open_store(&c, home) != MX_ADMIN_EXIT_OK)
         return MX_ADMIN_EXIT_FAILED;
     int ex;

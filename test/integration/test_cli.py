@@ -221,6 +221,21 @@ def test_usage_errors_exit_2(core, args):
     assert r.returncode == 2, (args, r.returncode, r.stdout, r.stderr)
 
 
+def test_verbs_refuse_a_home_without_database(tmp_path):
+    # A mistyped --data-dir / CONDRIX_HOME: said so, and no empty database is left there;
+    # only `create` may make one (a token before the first start).
+    home = tmp_path / "typo"
+    home.mkdir(mode=0o700)
+    for args in (["auth", "list"], ["auth", "revoke", "x"], ["auth", "totp", "status", "x"]):
+        r = run(args, str(home))
+        no_sanitizer(r)
+        assert r.returncode == 1 and "no Core database at" in r.stderr, (args, r.stderr)
+    assert not list(home.iterdir()), list(home.iterdir())
+    r = run(["auth", "create", "early", "--json"], str(home))
+    assert r.returncode == 0, r.stderr
+    assert (home / "core.db").exists()
+
+
 def test_cli_without_server_and_db_modes(core_factory, tmp_path):
     srv = core_factory()
     home = srv.home

@@ -373,12 +373,12 @@ static void test_totp(void **state)
 static void test_unopenable_db(void **state)
 {
     fixture *f = *state;
-    char *argv[] = {(char *)"auth", (char *)"list", NULL};
+    char *argv[] = {(char *)"auth", (char *)"create", (char *)"x", NULL};
     fflush(stderr);
     int saved = dup(2);
     int fe = open(f->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(fe, 2);
-    int ex = cx_core_auth_cli(2, argv, "/nonexistent-cx-dir/core.db");
+    int ex = cx_core_auth_cli(3, argv, "/nonexistent-cx-dir/core.db");
     fflush(stderr);
     dup2(saved, 2);
     close(saved);

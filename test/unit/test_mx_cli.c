@@ -296,6 +296,13 @@ static void test_user_add_stdin(void **state)
 static void test_user_list(void **state)
 {
     fixture *f = *state;
+    /* A home without maestro.db (a mistyped --data-dir): refused, nothing created. */
+    assert_int_equal(run(f, "user", "list", NULL), 1);
+    assert_non_null(strstr(f->err, "no Maestro database in"));
+    struct stat st;
+    assert_int_not_equal(stat(f->db, &st), 0);
+    /* Once Maestro has started there (it made the database), the verbs work. */
+    mx_store_close(store(f));
     assert_int_equal(run(f, "user", "list", NULL), 0);
     assert_non_null(strstr(f->out, "No users yet"));
     assert_int_equal(run(f, "user", "add", "zed", "--role", "admin", NULL), 0);
@@ -417,6 +424,7 @@ static void test_user_totp_reset(void **state)
 static void test_pair(void **state)
 {
     fixture *f = *state;
+    mx_store_close(store(f)); /* a Maestro has started here */
     int64_t before = (int64_t)time(NULL) * 1000;
     assert_int_equal(run(f, "pair", "--uses", "2", "--ttl", "1h", "--json", NULL), 0);
     json_t *o = out_json(f);
@@ -472,6 +480,7 @@ static void test_pair(void **state)
 static void test_cores(void **state)
 {
     fixture *f = *state;
+    mx_store_close(store(f)); /* a Maestro has started here */
     assert_int_equal(run(f, "cores", "list", NULL), 0);
     assert_non_null(strstr(f->out, "No Cores yet"));
     mx_store *s = store(f);
@@ -538,6 +547,7 @@ static void test_cores(void **state)
 static void test_audit(void **state)
 {
     fixture *f = *state;
+    mx_store_close(store(f)); /* a Maestro has started here */
     assert_int_equal(run(f, "audit", NULL), 0);
     assert_non_null(strstr(f->out, "empty"));
     assert_int_equal(run(f, "user", "add", "root", "--role", "admin", NULL), 0);

@@ -563,11 +563,20 @@ static void act_totp_enable(cx_core *core, caller *k, const cx_msg *req)
     if (!need_token_name(k, req, &name))
         return;
     const char *code = cx_msg_payload_str(req, "code");
-    if (!code) {
+    json_t *cv = json_object_get(req->payload, "code");
+    char digits[8] = "";
+    if (!code && json_is_integer(cv) && json_integer_value(cv) >= 0 &&
+        json_integer_value(cv) <= 999999) {
+        /* A code sent as a JSON number lost its leading zeros: put them back. */
+        snprintf(digits, sizeof digits, "%06d", (int)json_integer_value(cv));
+        code = digits;
+    }
+    if (!cv || json_is_null(cv)) {
         reply_err(k, req, "INVALID_ARGUMENT", "code is required");
         return;
     }
-    int rc = cx_tokens_totp_enable(core->tokens, name, code, cx_clock_now_ms() / 1000);
+    int rc = code ? cx_tokens_totp_enable(core->tokens, name, code, cx_clock_now_ms() / 1000)
+                  : CX_E_FORMAT; /* present but no code: wrong, like a wrong code */
     session *s = k->s;
     if (rc == CX_E_NOTFOUND) {
         reply_err(k, req, "NOT_FOUND", "no token with this name");

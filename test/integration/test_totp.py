@@ -132,6 +132,19 @@ async def test_token_and_code_in_one_auth_and_replay(core):
 
 
 @async_test
+async def test_enable_with_code_as_a_number(core):
+    # A client that sends the code as a JSON number (leading zeros lost) still enables;
+    # a code of another type is a wrong code.
+    admin = await connect_auth(core)
+    tok, p = await setup_token(core, admin)
+    expect_error(await admin.request("totp.enable", {"tokenName": "tt", "code": [1, 2]}), "INVALID_TOTP")
+    code = h.totp_steps(p["secret"])[1]
+    expect_ok(await admin.request("totp.enable", {"tokenName": "tt", "code": int(code)}))
+    assert expect_ok(await admin.request("totp.status", {"tokenName": "tt"}))["enabled"] is True
+    await admin.close()
+
+
+@async_test
 async def test_code_that_enabled_signs_in_once(core):
     # setup, enable with oathtool's current code, then sign in with that same code: the
     # enable is not a sign-in, so it works once; a second use is a replay.

@@ -529,6 +529,8 @@ static void conn_destroy(cx_conn *c, uint16_t code)
     if (c->state == ST_CLOSED)
         return;
     cx_server *srv = c->srv;
+    if (c->tls && code != CX_WS_CLOSE_ABNORMAL)
+        cx_tls_close_notify(c->tls); /* written while the connection still takes bytes */
     c->state = ST_CLOSED;
     if (c->prev)
         c->prev->next = c->next;

@@ -40,6 +40,7 @@ struct cx_tls {
     uint8_t ip[16];              /* expected iPAddress SAN when connecting to an IP literal */
     size_t ip_len;               /* 4 or 16; 0 for a host name */
     int done;                    /* handshake complete */
+    int notified;                /* close_notify sent */
 };
 
 /* Only modern suites: forward secrecy with AEAD ciphers. */
@@ -314,6 +315,14 @@ int cx_tls_write(cx_tls *t, const uint8_t *p, size_t n)
     if (!t->done)
         return cx_buf_append(&t->pending, p, n);
     return write_all(t, p, n);
+}
+
+void cx_tls_close_notify(cx_tls *t)
+{
+    if (t && t->done && !t->notified) {
+        t->notified = 1;
+        (void)mbedtls_ssl_close_notify(&t->ssl);
+    }
 }
 
 int cx_tls_handshake_done(const cx_tls *t)

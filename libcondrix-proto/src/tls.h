@@ -35,6 +35,9 @@ int cx_tls_feed(cx_tls *t, const uint8_t *p, size_t n);
 /* Plaintext to send. Before the handshake is done it is held and sent after. */
 int cx_tls_write(cx_tls *t, const uint8_t *p, size_t n);
 int cx_tls_handshake_done(const cx_tls *t);
+/* Say goodbye properly (a close_notify alert) before the transport closes, so the peer
+ * can tell the end of the session from a cut. Best effort; only after the handshake. */
+void cx_tls_close_notify(cx_tls *t);
 /* The last mbedTLS error of this session as text (static buffer). */
 const char *cx_tls_last_error(const cx_tls *t);
 void cx_tls_free(cx_tls *t);

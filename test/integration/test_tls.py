@@ -2,6 +2,7 @@
 import asyncio
 import os
 import signal
+import socket
 import ssl
 import subprocess
 
@@ -74,6 +75,26 @@ def test_plain_http_healthz_fails_on_tls_port(tls_core):
 def test_healthz_over_tls(tls_core):
     status, _, body = h.http_get(tls_core.port, "/healthz", tls_ctx=tls_core.client_ssl)
     assert status == 200 and body.strip() == b"ok"
+
+
+def test_tls_session_ends_with_close_notify(tls_core):
+    # The server ends its TLS session with close_notify, so a strict client can tell a
+    # complete answer from a cut one (a bare TCP close raises SSLEOFError here).
+    ctx = ssl.create_default_context(cafile=tls_core.tls[0])
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF  # Python's default forgives a missing one
+    s = socket.create_connection(("127.0.0.1", tls_core.port), timeout=h.t(5))
+    t = ctx.wrap_socket(s, server_hostname="127.0.0.1", suppress_ragged_eofs=False)
+    try:
+        t.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        data = b""
+        for _ in range(100):
+            chunk = t.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"ok"), data
+    finally:
+        t.close()
 
 
 def test_untrusting_client_rejects_cert(tls_core):

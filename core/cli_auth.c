@@ -75,6 +75,8 @@ void cx_core_auth_usage(FILE *out)
             "Expiry: a duration (90s, 15m, 12h, 30d, 2w), a UTC date or time\n"
             "        (2026-12-31, 2026-12-31T18:00Z), or never.\n"
             "Names:  1-64 of letters, digits, '.', '_', '-', starting with a letter or digit.\n"
+            "Data:   --data-dir DIR (before or after the verb), else CONDRIX_HOME, else\n"
+            "        ~/.condrix; a running Core may keep running.\n"
             "--json prints one JSON object on stdout. Exit status: 0 ok, 1 failed, 2 usage.\n");
 }
 
@@ -592,6 +594,8 @@ int cx_core_auth_cli(int argc, char **argv, const char *db_path)
     const char *words[MAX_POSITIONAL + 2];
     int nwords = 0;
     bool only_positional = false;
+    const char *data_dir = NULL;
+    char dir_db[4096];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool missing = false;
@@ -601,6 +605,13 @@ int cx_core_auth_cli(int argc, char **argv, const char *db_path)
             c.json = true;
         } else if (!only_positional && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
             /* handled below, once the verb is known */
+        } else if (!only_positional &&
+                   take_value(argc, argv, &i, "--data-dir", &data_dir, &missing)) {
+            /* Also accepted after the verb, where people put it. */
+            if (missing)
+                return usage_error("--data-dir needs a directory");
+            snprintf(dir_db, sizeof dir_db, "%s/core.db", data_dir);
+            db_path = dir_db;
         } else if (!only_positional && take_value(argc, argv, &i, "--scopes", &c.scopes, &missing)) {
             if (missing)
                 return usage_error("--scopes needs a value (e.g. --scopes read:files,chat:agent)");

@@ -107,8 +107,9 @@ void mx_admin_usage(FILE *out)
             "Cores:     ID is Maestro's id of the Core or the Core's own id (cores list).\n"
             "Durations: 90s, 15m, 12h, 7d. Passwords never go on the command line: pipe one\n"
             "           line into --password-stdin, or let one be generated.\n"
-            "The data directory is CONDRIX_HOME (default ~/.condrix); a running server may\n"
-            "keep running. --json prints one JSON object on stdout.\n"
+            "The data directory is --data-dir DIR (before or after the verb), else CONDRIX_HOME,\n"
+            "else ~/.condrix; a running server may keep running. --json prints one JSON\n"
+            "object on stdout.\n"
             "Exit status: 0 ok, 1 failed, 2 usage.\n");
 }
 
@@ -936,6 +937,10 @@ int mx_admin_cli(int argc, char **argv, const char *home)
             help = true;
         } else if (strcmp(a, "--password-stdin") == 0) {
             c.password_stdin = true;
+        } else if (take_value(argc, argv, &i, "--data-dir", &home, &missing)) {
+            /* Also accepted after the verb, where people put it. */
+            if (missing)
+                return usage_error("--data-dir needs a directory");
         } else if (take_value(argc, argv, &i, "--role", &c.role, &missing) ||
                    take_value(argc, argv, &i, "--uses", &c.uses, &missing) ||
                    take_value(argc, argv, &i, "--ttl", &c.ttl, &missing) ||

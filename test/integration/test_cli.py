@@ -234,6 +234,10 @@ def test_verbs_refuse_a_home_without_database(tmp_path):
     r = run(["auth", "create", "early", "--json"], str(home))
     assert r.returncode == 0, r.stderr
     assert (home / "core.db").exists()
+    # --data-dir works after the verb too (no CONDRIX_HOME here)
+    r = run(["auth", "list", "--data-dir", str(home), "--json"])
+    assert r.returncode == 0, r.stderr
+    assert [t["name"] for t in json.loads(r.stdout)["tokens"]] == ["early"]
 
 
 def test_cli_without_server_and_db_modes(core_factory, tmp_path):

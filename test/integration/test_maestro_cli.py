@@ -1,5 +1,6 @@
 """The operator verbs `condrix-maestro user|pair|cores|audit` run against the home of a
 RUNNING Maestro; their effects must be visible through the protocol at once."""
+import json
 import subprocess
 
 import helpers as h
@@ -153,6 +154,14 @@ async def test_cli_pair_and_cores_against_running_server(mx):
     assert r.stdout.splitlines()[0].split()[:3] == ["TIME", "ACTOR", "ACTION"], r.stdout
     mx.cli("audit", "--limit", "0", expect_rc=2, json_out=False)
     await admin.close()
+
+
+def test_data_dir_after_the_verb(mx):
+    r = subprocess.run([mh.MX_BIN, "user", "list", "--data-dir", mx.home, "--json"],
+                       env={k: v for k, v in mx.build_env().items() if k != "CONDRIX_HOME"},
+                       capture_output=True, text=True, timeout=h.t(20))
+    assert r.returncode == 0, r.stderr
+    assert "default-admin" in [u["username"] for u in json.loads(r.stdout)["users"]]
 
 
 def test_cli_usage_errors(mx):

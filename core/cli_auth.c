@@ -82,11 +82,14 @@ void cx_core_auth_usage(FILE *out)
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Set from the arguments before they are read, so every usage error can answer in JSON. */
+static bool usage_json;
+
 static int usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    cx_cli_usage_errorv(PROG, fmt, ap);
+    cx_cli_usage_errorv(PROG, usage_json, fmt, ap);
     va_end(ap);
     return CX_CORE_AUTH_EXIT_USAGE;
 }
@@ -596,6 +599,7 @@ int cx_core_auth_cli(int argc, char **argv, const char *db_path)
     bool only_positional = false;
     const char *data_dir = NULL;
     char dir_db[4096];
+    usage_json = cx_cli_wants_json(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool missing = false;
@@ -635,7 +639,7 @@ int cx_core_auth_cli(int argc, char **argv, const char *db_path)
             return CX_CORE_AUTH_EXIT_OK;
         }
         cx_core_auth_usage(stderr);
-        return CX_CORE_AUTH_EXIT_USAGE;
+        return usage_error("a verb is needed (list, create, revoke, rotate, totp ...)");
     }
 
     /* The verb is one word, or "totp" and a second word. */

@@ -123,11 +123,14 @@ bool mx_admin_is_group(const char *word)
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Set from the arguments before they are read, so every usage error can answer in JSON. */
+static bool usage_json;
+
 static int usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    cx_cli_usage_errorv(PROG, fmt, ap);
+    cx_cli_usage_errorv(PROG, usage_json, fmt, ap);
     va_end(ap);
     return MX_ADMIN_EXIT_USAGE;
 }
@@ -922,6 +925,7 @@ int mx_admin_cli(int argc, char **argv, const char *home)
     int nwords = 0;
     bool only_positional = false, help = false;
     const char *bad_value = NULL;
+    usage_json = cx_cli_wants_json(argc, argv);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool missing = false;

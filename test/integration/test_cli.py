@@ -219,6 +219,12 @@ def test_usage_errors_exit_2(core, args):
     r = run(args, core.home)
     no_sanitizer(r)
     assert r.returncode == 2, (args, r.returncode, r.stdout, r.stderr)
+    # with --json, scripts read the same error on stdout
+    r = run(args + ["--json"], core.home)
+    assert r.returncode == 2, (args, r.returncode, r.stdout, r.stderr)
+    if "--bogus" not in args:
+        err = json.loads(r.stdout)["error"]
+        assert err["code"] == "USAGE" and err["message"], r.stdout
 
 
 def test_verbs_refuse_a_home_without_database(tmp_path):

@@ -459,6 +459,7 @@ int mx_server_start(mx_server *m, uv_loop_t *loop, const mx_options *opt)
     if ((rc = cx_server_from_env(loop, &callbacks, m, opt->tls_cert, opt->tls_key,
                                  "CONDRIX_MAESTRO", &rcfg, &m->srv)) != CX_OK)
         return rc;
+    cx_server_set_error_headers(m->srv, mx_web_security_headers()); /* a static string */
     m->rl = cx_server_ratelimit(m->srv);
     /* Failed sign-ins are also counted per username, with the same settings. */
     if (!(m->rl_user = cx_ratelimit_new(&rcfg)))

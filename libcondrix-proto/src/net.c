@@ -82,6 +82,7 @@ struct cx_server {
     uint8_t closing_handles : 1;  /* shutdown is closing tick and grace */
     uint8_t handles_open;         /* listener, tick, grace still to close */
     void (*on_shutdown)(cx_server *srv); /* shutdown's done callback */
+    const char *error_headers;    /* added to the server's own HTTP errors; not owned */
     uint8_t readbuf[CX_NET_READ_BUF]; /* shared read buffer */
 };
 
@@ -349,10 +350,12 @@ void cx_conn_http_reply(cx_conn *c, int status, const char *content_type,
 
 static void http_error(cx_conn *c, int status)
 {
-    char body[64];
+    char body[64], extra[1024];
     int n = snprintf(body, sizeof body, "%d %s\n", status, cx_http_reason(status));
-    const char *extra = status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL;
-    cx_conn_http_reply(c, status, "text/plain; charset=utf-8", extra, body, (size_t)n);
+    snprintf(extra, sizeof extra, "%s%s", status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "",
+             c->srv->error_headers ? c->srv->error_headers : "");
+    cx_conn_http_reply(c, status, "text/plain; charset=utf-8", extra[0] ? extra : NULL, body,
+                       (size_t)n);
 }
 
 static void deliver(cx_conn *c, const uint8_t *p, size_t n);
@@ -669,6 +672,11 @@ int cx_server_new(uv_loop_t *loop, const cx_server_callbacks *cb, void *ud,
         cx_server_limits_default(&srv->lim);
     *out = srv;
     return CX_OK;
+}
+
+void cx_server_set_error_headers(cx_server *srv, const char *headers)
+{
+    srv->error_headers = headers;
 }
 
 void cx_server_set_admission(cx_server *srv, cx_ratelimit *rl, const cx_cidr_list *trusted)

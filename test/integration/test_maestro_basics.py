@@ -44,6 +44,25 @@ def test_healthz_and_404(mx):
     assert status == 404
 
 
+def test_server_errors_carry_the_security_headers(mx):
+    # 400 (bad upgrade), 426 (wrong version) and 431 (huge head) come from the shared
+    # server layer; Maestro's answers carry its security headers all the same.
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    cases = (
+        ("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Version: 13\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 12\r\n\r\n" % key, 426),
+        ("GET / HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n" % ("a" * 20000), 431),
+    )
+    for req, want in cases:
+        data, _ = h.raw_http(mx.port, req.encode())
+        st, hd, _ = h.parse_http_head(data)
+        assert st == want, (want, data[:200])
+        assert hd.get("x-content-type-options") == "nosniff", (want, hd)
+        assert "frame-ancestors 'none'" in hd.get("content-security-policy", ""), (want, hd)
+
+
 def test_head_is_get_without_the_body(mx, core):
     # RFC 9110 9.3.2: the same head as GET, Content-Length included, and no body.
     for port, path in ((mx.port, "/"), (mx.port, "/healthz"), (mx.port, "/no-such-page-xyz"),

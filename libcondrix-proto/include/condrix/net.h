@@ -58,6 +58,9 @@ int cx_server_new(uv_loop_t *loop, const cx_server_callbacks *cb, void *ud,
                   const cx_server_limits *lim, cx_server **out);
 /* Serve TLS with a PEM certificate chain and key. *err (malloc'd) explains a failure. */
 int cx_server_set_tls(cx_server *srv, const char *cert_path, const char *key_path, char **err);
+/* Header lines ("Name: value\r\n"...) added to the answers the server itself gives to bad
+ * HTTP (400, 426, 431, 503): a web-serving app's security headers. Must outlive srv. */
+void cx_server_set_error_headers(cx_server *srv, const char *headers);
 /* Who may connect. From now on every upgrade request learns its client address (the
  * peer, or what a proxy in `trusted` forwarded: see cx_client_addr) and is held to rl's
  * new-connection limit. An over-limit connection that is not blocked for failed

@@ -63,7 +63,6 @@ typedef struct mx_link {
     char issued_prefix[9];                     /* prefix of a token issued here, "" if none */
     char token_prefix[9];                      /* the registry's token prefix as this link
                                                 * last knew it (auth, ack, push) */
-    uint64_t next_rid;                         /* ids of requests sent to the Core */
     struct mx_pending *pending;                /* relayed requests awaiting an answer */
     struct mx_push *push;                      /* a token push in flight, or NULL */
 } mx_link;
@@ -105,6 +104,8 @@ typedef struct mx_server {
     struct mx_job *queue_tail;
     int queued;                   /* jobs in the queue */
     int64_t db_version;           /* maestro.db's data_version at the last look */
+    uint32_t run_tag;             /* random per run: relayed request ids stay unique */
+    uint64_t relay_seq;           /* relayed requests so far */
     int hashing;                  /* jobs running in the thread pool */
     uv_timer_t tick;              /* relay timeouts, sweeps */
     bool tick_started;

@@ -121,7 +121,10 @@ void mx_relay_request(mx_server *m, cx_conn *c, const cx_msg *req, bool as_admin
     memcpy(pd->orig_id, req->id, a);
     memcpy(pd->ns, req->ns, b);
     memcpy(pd->action, req->action, k);
-    snprintf(pd->rid, sizeof pd->rid, "mx-%llu", (unsigned long long)++l->next_rid);
+    /* Unique per sender, as PROTOCOL section 2 asks: a tag of this run, then a counter
+     * shared by every link, so a Core never sees an id twice across reconnects. */
+    snprintf(pd->rid, sizeof pd->rid, "mx-%08x-%llu", (unsigned)m->run_tag,
+             (unsigned long long)(++m->relay_seq % 100000000000ULL));
     json_object_set_new(fwd, "id", json_string(pd->rid));
     json_object_del(fwd, "targetCoreId");
     json_object_set_new(fwd, "relay", relay);

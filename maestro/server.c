@@ -490,6 +490,7 @@ int mx_server_start(mx_server *m, uv_loop_t *loop, const mx_options *opt)
     m->tick_started = true;
     /* The baseline for noticing admin verbs' changes to maestro.db. */
     (void)cx_db_data_version(mx_store_db(m->store), &m->db_version);
+    m->run_tag = randombytes_random();
     uv_timer_start(&m->tick, on_tick, MX_TICK_MS, MX_TICK_MS);
     cx_log_info("Maestro %s listening on %s://%s:%d", m->maestro_id,
                 cx_server_is_tls(m->srv) ? "wss" : "ws", opt->host, cx_server_port(m->srv));

@@ -3,6 +3,7 @@ step is under the test's control: core/auth by pairing code, permanent token and
 secret, token.ack, re-issue before the ack, replacement (4003), rotation by push and its
 fallbacks, relay forwarding format, events. PROTOCOL sections 5, 6, 7 and the notes."""
 import asyncio
+import re
 import time
 
 import helpers as h
@@ -210,7 +211,8 @@ async def test_relay_forwarding_and_events(mx):
     await admin.send_env(env)
     fwd = await core.next_request()
     assert fwd["namespace"] == "file" and fwd["action"] == "tree" and fwd["payload"] == {"path": "/"}, fwd
-    assert fwd["id"].startswith("mx-") and "targetCoreId" not in fwd, fwd
+    assert re.fullmatch(r"mx-[0-9a-f]{8}-\d+", fwd["id"]) and "targetCoreId" not in fwd, fwd
+    first_id = fwd["id"]
     assert fwd["relay"] == {"userId": me["id"], "username": "default-admin", "role": "admin"}, fwd
     assert fwd.get("workspaceId") == "ws-1", fwd
     await core.answer(fwd, {"entries": []})
@@ -223,6 +225,7 @@ async def test_relay_forwarding_and_events(mx):
     env["targetCoreId"] = cid
     await admin.send_env(env)
     fwd = await core.next_request()
+    assert fwd["id"] != first_id, (fwd["id"], first_id)
     await core.answer(fwd, None, success=False, error={"code": "NOT_FOUND", "message": "no such file"})
     m = await admin.wait_response(rid)
     expect_error(m, "NOT_FOUND")

@@ -504,7 +504,9 @@ const char *cx_http_req_header(const cx_http_req *req, const char *name)
 
 bool cx_http_req_wants_upgrade(const cx_http_req *req)
 {
-    return req && head_wants_upgrade(&req->h);
+    /* Upgrade: websocket alone already asks for a WebSocket: without Connection: Upgrade
+     * it is a malformed handshake (400 from the check), not a plain GET. */
+    return req && list_has_token(head_header(&req->h, "Upgrade"), "websocket");
 }
 
 int cx_http_req_check_upgrade(const cx_http_req *req, char accept_out[29])

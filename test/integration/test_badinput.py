@@ -87,6 +87,14 @@ def test_missing_key_400(shared_core):
     assert closed, "socket not closed after the 400"
 
 
+def test_upgrade_without_connection_upgrade_is_400(shared_core):
+    # Upgrade: websocket without Connection: Upgrade is a malformed handshake (RFC 6455
+    # 4.2.1), not a plain GET
+    status, _, closed = answer(shared_core.port, h.upgrade_request(shared_core.port, omit=("Connection",)))
+    assert status == 400
+    assert closed
+
+
 def test_version_8_is_426(shared_core):
     status, headers, closed = answer(shared_core.port, h.upgrade_request(shared_core.port, version="8"))
     assert status == 426

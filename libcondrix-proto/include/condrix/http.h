@@ -32,8 +32,9 @@ const char *cx_http_req_path(const cx_http_req *req);   /* request target, e.g. 
 /* Value of the first header with this name (case-insensitive), or NULL.
  * Repeated headers of the same name are joined with ", " as RFC 9110 allows. */
 const char *cx_http_req_header(const cx_http_req *req, const char *name);
-/* True when the request asks for a WebSocket upgrade (Upgrade: websocket and
- * Connection containing the "upgrade" token, case-insensitive). */
+/* True when the request asks for a WebSocket upgrade (an Upgrade header with the
+ * "websocket" token, case-insensitive); cx_http_req_check_upgrade then judges it, and
+ * refuses one without "Connection: upgrade" with 400. */
 bool cx_http_req_wants_upgrade(const cx_http_req *req);
 /* True when the request carries any forwarding header (X-Forwarded-For, Forwarded,
  * CF-Connecting-IP, CF-Ray, X-Real-IP): it came through a proxy or tunnel. */

@@ -494,7 +494,14 @@ const char *cx_http_req_path(const cx_http_req *req)
 {
     if (!req || req->h.hd_state != HEAD_DONE || !req->h.hd_url.data)
         return "";
-    return (const char *)req->h.hd_url.data;
+    const char *u = (const char *)req->h.hd_url.data;
+    /* The absolute form (RFC 9112 3.2.2, "GET http://host/path"), which a server must
+     * accept: its path is what follows the authority. */
+    if (strncasecmp(u, "http://", 7) == 0 || strncasecmp(u, "https://", 8) == 0) {
+        const char *slash = strchr(strstr(u, "://") + 3, '/');
+        return slash ? slash : "/";
+    }
+    return u;
 }
 
 const char *cx_http_req_header(const cx_http_req *req, const char *name)

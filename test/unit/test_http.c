@@ -455,6 +455,19 @@ static void test_healthz(void **state)
     assert_int_equal(feed_bytewise(req, first, strlen(first), NULL), CX_OK);
     assert_string_equal(cx_http_req_path(req), "/healthz");
     cx_http_req_free(req);
+    /* the absolute form (RFC 9112 3.2.2): the path after the authority */
+    static const char *const absolute[][2] = {
+        {"GET http://127.0.0.1:9100/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "/healthz"},
+        {"GET HTTPS://m.example/app.js?v=1 HTTP/1.1\r\nHost: m.example\r\n\r\n", "/app.js?v=1"},
+        {"GET http://m.example HTTP/1.1\r\nHost: m.example\r\n\r\n", "/"},
+    };
+    for (size_t i = 0; i < sizeof absolute / sizeof absolute[0]; i++) {
+        req = cx_http_req_new(CX_HTTP_MAX_HEAD_BYTES);
+        assert_non_null(req);
+        assert_int_equal(feed_all(req, absolute[i][0], strlen(absolute[i][0]), &used), CX_OK);
+        assert_string_equal(cx_http_req_path(req), absolute[i][1]);
+        cx_http_req_free(req);
+    }
     req = cx_http_req_new(CX_HTTP_MAX_HEAD_BYTES);
     assert_non_null(req);
     const char *old = "HEAD /healthz HTTP/1.0\r\n\r\n";

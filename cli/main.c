@@ -44,6 +44,7 @@ enum opt_id {
     OPT_ROLE,
     OPT_USES,
     OPT_TTL,
+    OPT_LOCAL,
     N_OPT
 };
 #define BIT(id) (1u << (id))
@@ -69,6 +70,7 @@ static const struct optdef {
     [OPT_ROLE] = {"role", 0, true},
     [OPT_USES] = {"uses", 0, true},
     [OPT_TTL] = {"ttl", 0, true},
+    [OPT_LOCAL] = {"local", 0, false},
 };
 
 typedef struct opts {
@@ -558,6 +560,17 @@ out:
 
 static int cmd_logout(ctx *x)
 {
+    if (has(x->o, OPT_LOCAL)) {
+        cli_err e;
+        if (cli_session_remove(&e) != CX_OK)
+            return fail_err(x, &e);
+        json_t *p = json_pack("{s:b, s:b}", "loggedOut", 1, "local", 1);
+        if (!json_out(x, p))
+            printf("Forgotten here. The session itself stays valid on the server until it\n"
+                   "expires or is revoked (sessions revoke, from any signed-in client).\n");
+        json_decref(p);
+        return CLI_EXIT_OK;
+    }
     int rc = maestro_begin(x);
     if (rc == CLI_EXIT_SESSION && x->have_sess) {
         /* The server already ended it: only the local file is left to go. */
@@ -573,7 +586,8 @@ static int cmd_logout(ctx *x)
     if (rc == CLI_EXIT_NET)
         snprintf(x->err.message + strlen(x->err.message),
                  sizeof x->err.message - strlen(x->err.message),
-                 "; still signed in: try again when the server is reachable");
+                 "; still signed in: try again when the server is reachable, or forget the "
+                 "session here with `condrix logout --local`");
     if (rc)
         return rc;
     json_t *p = NULL;
@@ -1381,7 +1395,10 @@ static const cmd cmds[] = {
     {"login", 1, 1, BIT(OPT_USERNAME) | BIT(OPT_CA) | BIT(OPT_TOTP) | O_PW,
      "URL [--username NAME] [--ca FILE] [--password-stdin] [--totp CODE]",
      "sign in to Maestro (asks for the password, and a TOTP code when needed)", cmd_login},
-    {"logout", 0, 0, 0, "", "end the session on the server and forget it here", cmd_logout},
+    {"logout", 0, 0, BIT(OPT_LOCAL), "[--local]",
+     "end the session on the server and forget it here (--local: only forget it here, for\n"
+     "      a server out of reach; the session stays valid there until it expires or is revoked)",
+     cmd_logout},
     {"whoami", 0, 0, 0, "", "show who is signed in, where, and until when", cmd_whoami},
     {"cores", 0, 0, 0, "", "list the Cores you may see", cmd_cores},
     {"cores list", 0, 0, 0, "", "same as `condrix cores`", cmd_cores},

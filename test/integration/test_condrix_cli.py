@@ -258,6 +258,14 @@ def test_maestro_login_whoami_cores_pair_logout(maestro, tmp_path):
     want(cli(["logout"], home), 0)  # the dead session file is cleared
     assert not f.exists()
     want(cli(["whoami"], home), 4)
+    # --local forgets a session without reaching the server (here: a port nobody serves)
+    dead = dict(saved, url="ws://127.0.0.1:%d" % h.free_port())
+    f.write_text(json.dumps(dead))
+    os.chmod(f, 0o600)
+    r = want(cli(["logout"], home), 3)
+    assert "logout --local" in r.stderr and f.exists()
+    assert one_json(want(cli(["logout", "--local", "--json"], home), 0))["local"] is True
+    assert not f.exists()
 
 
 def test_maestro_pairing_a_core_then_rotate(maestro, tmp_path, core_factory):

@@ -192,10 +192,10 @@ static const char *const stmt_sql[S_N_] = {
     [S_TOTP_GET] = "SELECT totp_secret, totp_pending, totp_enabled, totp_last_step"
                    " FROM users WHERE id = ?1",
     [S_TOTP_SET_PENDING] = "UPDATE users SET totp_pending = ?2 WHERE id = ?1",
-    /* last step = the enabling step - 1: proving the secret at enable is not a sign-in,
-     * so a client may sign in with the same code once (and never again). */
+    /* The enabling code's step counts as accepted (ARCHITECTURE: a step once accepted is
+     * never accepted again), so it cannot sign in afterwards. */
     [S_TOTP_ENABLE] = "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL,"
-                      " totp_enabled = 1, totp_last_step = ?2 - 1"
+                      " totp_enabled = 1, totp_last_step = ?2"
                       " WHERE id = ?1 AND totp_pending = ?3",
     /* The WHERE clause is the replay guard: of two processes accepting the same step, only
      * one UPDATE changes a row. */

@@ -230,18 +230,18 @@ async def test_change_password_revokes_other_sessions(mx):
 # --------------------------------------------------------------------------- TOTP
 
 @async_test
-async def test_totp_code_that_enabled_signs_in_once(mx):
+async def test_totp_code_that_enabled_is_spent(mx):
     admin = await mx_login(mx)
     _, pw = await make_user(admin, "totp2", "totp-pass-12")
     u = await mx_login(mx, "totp2", pw)
     secret = expect_ok(await u.mx("auth.totp.setup"))["secret"]
-    code = h.totp_steps(secret)[1]  # oathtool's current code
-    expect_ok(await u.mx("auth.totp.enable", {"code": code}))
+    codes = h.totp_steps(secret)
+    expect_ok(await u.mx("auth.totp.enable", {"code": codes[1]}))
     c = await mx_connect(mx)
     expect_error(await c.login("totp2", pw), "TOTP_REQUIRED")
-    expect_ok(await c.login("totp2", pw, totp=code))
+    expect_error(await c.login("totp2", pw, totp=codes[1]), "INVALID_TOTP")  # the enable's step
     d = await mx_connect(mx)
-    expect_error(await d.login("totp2", pw, totp=code), "INVALID_TOTP")  # now a replay
+    expect_ok(await d.login("totp2", pw, totp=codes[2]))
     for cl in (admin, u, c, d):
         await cl.close()
 

@@ -119,7 +119,7 @@ async def test_token_and_code_in_one_auth_and_replay(core):
     m = await r.auth(tok, totp=codes[1])
     expect_error(m, "INVALID_TOTP")
     assert (await r.expect_close())[0] == 1008
-    # an older step than the last accepted one is stale
+    # the code enable consumed cannot be used either
     r2 = await connect(core)
     expect_error(await r2.auth(tok, totp=codes[0]), "INVALID_TOTP")
     assert (await r2.expect_close())[0] == 1008
@@ -145,19 +145,19 @@ async def test_enable_with_code_as_a_number(core):
 
 
 @async_test
-async def test_code_that_enabled_signs_in_once(core):
-    # setup, enable with oathtool's current code, then sign in with that same code: the
-    # enable is not a sign-in, so it works once; a second use is a replay.
+async def test_code_that_enabled_is_spent(core):
+    # ARCHITECTURE: a step once accepted is never accepted again, the enable included;
+    # the next step's code (within the drift) signs in.
     admin = await connect_auth(core)
     tok, p = await setup_token(core, admin)
-    code = h.totp_steps(p["secret"])[1]  # oathtool's current code (a boundary waited out)
-    expect_ok(await admin.request("totp.enable", {"tokenName": "tt", "code": code}))
+    codes = h.totp_steps(p["secret"])
+    expect_ok(await admin.request("totp.enable", {"tokenName": "tt", "code": codes[1]}))
+    r = await connect(core)
+    expect_error(await r.auth(tok, totp=codes[1]), "INVALID_TOTP")
+    assert (await r.expect_close())[0] == 1008
     c = await connect(core)
     expect_error(await c.auth(tok), "TOTP_REQUIRED")
-    expect_ok(await c.auth(tok, totp=code))
-    r = await connect(core)
-    expect_error(await r.auth(tok, totp=code), "INVALID_TOTP")
-    assert (await r.expect_close())[0] == 1008
+    expect_ok(await c.auth(tok, totp=codes[2]))
     await c.close()
     await admin.close()
 

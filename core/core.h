@@ -37,7 +37,7 @@ typedef struct cx_core {
     char *maestro_url;            /* CONDRIX_MAESTRO_URL or NULL */
     uint64_t started_ms;          /* loop time at start, for uptime */
     uv_timer_t housekeeping;      /* last-used flush, rate-limit sweep, DB change watch */
-    int64_t db_version;           /* core.db's data_version at the last look */
+    struct cx_db_watch *dbwatch;  /* other processes' commits to core.db */
     unsigned ticks;               /* housekeeping ticks */
     cx_core_touch touches[CX_CORE_TOUCH_BATCH]; /* pending last-used writes */
     int ntouches;

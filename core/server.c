@@ -5,6 +5,7 @@
 
 #include "condrix/clock.h"
 #include "condrix/db.h"
+#include "condrix/dbwatch.h"
 #include "condrix/error.h"
 #include "condrix/limits.h"
 #include "condrix/log.h"
@@ -151,14 +152,16 @@ static void recheck_session(cx_conn *c, void *arg)
     }
 }
 
+static void on_db_changed(void *ud)
+{
+    cx_core *core = ud;
+    cx_server_foreach(core->srv, recheck_session, core);
+}
+
 static void on_housekeeping(uv_timer_t *t)
 {
     cx_core *core = t->data;
-    int64_t v;
-    if (cx_db_data_version(cx_tokens_db(core->tokens), &v) == CX_OK && v != core->db_version) {
-        core->db_version = v;
-        cx_server_foreach(core->srv, recheck_session, core);
-    }
+    cx_db_watch_poll(core->dbwatch); /* in case the directory watch is not available */
     if (++core->ticks % (CX_CORE_TOUCH_FLUSH_MS / CX_CORE_HOUSEKEEPING_MS) == 0) {
         flush_touches(core);
         cx_ratelimit_sweep(core->rl, cx_clock_now_ms());
@@ -1076,8 +1079,10 @@ int cx_core_start(cx_core *core, uv_loop_t *loop, const cx_core_options *opt)
     core->started_ms = uv_now(loop);
     if ((rc = cx_core_link_start(core)) != CX_OK)
         return rc;
-    /* The baseline for noticing other processes' changes to core.db. */
-    (void)cx_db_data_version(cx_tokens_db(core->tokens), &core->db_version);
+    /* Admin verbs in another process change core.db: notice it at once. */
+    if ((rc = cx_db_watch_start(loop, opt->home, "core.db", cx_tokens_db(core->tokens),
+                                on_db_changed, core, &core->dbwatch)) != CX_OK)
+        return rc;
     uv_timer_init(loop, &core->housekeeping);
     core->housekeeping.data = core;
     uv_timer_start(&core->housekeeping, on_housekeeping, CX_CORE_HOUSEKEEPING_MS,
@@ -1098,6 +1103,8 @@ static void on_server_down(cx_server *srv)
     flush_touches(core);
     uv_timer_stop(&core->housekeeping);
     uv_close((uv_handle_t *)&core->housekeeping, NULL);
+    cx_db_watch_stop(core->dbwatch);
+    core->dbwatch = NULL;
     cx_log_info("all connections closed; database checkpointed");
     cx_tokens_close(core->tokens);
     core->tokens = NULL;

@@ -1153,10 +1153,10 @@ static void act_pairing_create(mx_server *m, cx_conn *c, const cx_msg *req)
         cx_reply_err(c, req, "INVALID_ARGUMENT", "maxUses must be a whole number from 1 to 1000");
         return;
     }
-    if (int_field(req, "ttlSeconds", CX_PAIRING_DEFAULT_TTL_S, 60, 30L * 24 * 3600, &ttl) !=
+    if (int_field(req, "ttlSeconds", CX_PAIRING_DEFAULT_TTL_S, 1, 30L * 24 * 3600, &ttl) !=
         CX_OK) {
         cx_reply_err(c, req, "INVALID_ARGUMENT",
-                     "ttlSeconds must be a whole number from 60 to 2592000 (30 days)");
+                     "ttlSeconds must be a whole number from 1 to 2592000 (30 days)");
         return;
     }
     char code[7];

@@ -103,7 +103,7 @@ typedef struct mx_server {
     struct mx_job *queue_head;    /* password jobs waiting for a slot */
     struct mx_job *queue_tail;
     int queued;                   /* jobs in the queue */
-    int64_t db_version;           /* maestro.db's data_version at the last look */
+    struct cx_db_watch *dbwatch;  /* other processes' commits to maestro.db */
     uint32_t run_tag;             /* random per run: relayed request ids stay unique */
     uint64_t relay_seq;           /* relayed requests so far */
     int hashing;                  /* jobs running in the thread pool */

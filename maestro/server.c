@@ -7,6 +7,7 @@
 
 #include "condrix/clock.h"
 #include "condrix/db.h"
+#include "condrix/dbwatch.h"
 #include "condrix/error.h"
 #include "condrix/limits.h"
 #include "condrix/log.h"
@@ -347,15 +348,16 @@ static const cx_server_callbacks callbacks = {
     .on_close = on_close,
 };
 
+static void on_db_changed(void *ud)
+{
+    mx_cores_recheck(ud);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     mx_server *m = t->data;
     uint64_t now = uv_now(m->loop);
-    int64_t v;
-    if (cx_db_data_version(mx_store_db(m->store), &v) == CX_OK && v != m->db_version) {
-        m->db_version = v;
-        mx_cores_recheck(m);
-    }
+    cx_db_watch_poll(m->dbwatch); /* in case the directory watch is not available */
     mx_relay_sweep(m, now);
     mx_push_sweep(m, now);
     if (++m->ticks % 60 == 0) {
@@ -488,8 +490,10 @@ int mx_server_start(mx_server *m, uv_loop_t *loop, const mx_options *opt)
     uv_timer_init(loop, &m->tick);
     m->tick.data = m;
     m->tick_started = true;
-    /* The baseline for noticing admin verbs' changes to maestro.db. */
-    (void)cx_db_data_version(mx_store_db(m->store), &m->db_version);
+    /* Admin verbs in another process change maestro.db: notice it at once. */
+    if ((rc = cx_db_watch_start(loop, opt->home, "maestro.db", mx_store_db(m->store),
+                                on_db_changed, m, &m->dbwatch)) != CX_OK)
+        return rc;
     m->run_tag = randombytes_random();
     uv_timer_start(&m->tick, on_tick, MX_TICK_MS, MX_TICK_MS);
     cx_log_info("Maestro %s listening on %s://%s:%d", m->maestro_id,
@@ -505,6 +509,8 @@ static void on_server_down(cx_server *srv)
         uv_close((uv_handle_t *)&m->tick, NULL);
         m->tick_started = false;
     }
+    cx_db_watch_stop(m->dbwatch);
+    m->dbwatch = NULL;
     mx_store_close(m->store);
     m->store = NULL;
     cx_log_info("all connections closed; database checkpointed");

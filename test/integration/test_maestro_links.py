@@ -136,6 +136,18 @@ async def test_revoked_and_unknown_codes(mx):
 
 
 @async_test
+async def test_expired_code_via_protocol_ttl(mx):
+    # pairing.create {ttlSeconds: 1}: a short-lived code, over the wire
+    admin = await mx_login(mx)
+    out = await mh.new_code(admin, ttl=1)
+    time.sleep(1.2)
+    rc, m = await raw_core(mx, "late-core-2", out["code"], expect_ok_=False)
+    expect_error(m, "PAIRING_CODE_EXPIRED")
+    assert (await rc.expect_close())[0] == 1008
+    await admin.close()
+
+
+@async_test
 async def test_expired_code_via_cli_ttl(mx):
     out = mx.cli("pair", "--ttl", "1s")
     assert mh.PAIRING_CODE_RE.match(out["code"]) and out["maxUses"] == 1, out

@@ -362,8 +362,21 @@ void mx_core_message(mx_server *m, cx_conn *c, cx_msg *msg)
     if (strcmp(msg->ns, "maestro") == 0 && strcmp(msg->action, "token.ack") == 0) {
         token_ack(m, c, l, msg);
     } else if (strcmp(msg->ns, "core") == 0 && strcmp(msg->action, "auth") == 0) {
-        cx_reply_ok(c, msg, json_pack("{s:b, s:s, s:s}", "authenticated", 1, "maestroId",
-                                      m->maestro_id, "id", l->id));
+        /* Again on a link already signed in: fine with this Core's own credential, and
+         * the end of the link with anything else (no switching identities mid-link). */
+        const char *cid = cx_msg_payload_str(msg, "coreId");
+        const char *tok = cx_msg_payload_str(msg, "accessToken");
+        mx_core k;
+        if (cid && tok && strcmp(cid, l->core_id) == 0 &&
+            mx_core_check_token(m->store, cid, tok, &k) == CX_OK && strcmp(k.id, l->id) == 0) {
+            cx_reply_ok(c, msg, json_pack("{s:b, s:s, s:s}", "authenticated", 1, "maestroId",
+                                          m->maestro_id, "id", l->id));
+        } else {
+            cx_reply_json(c, cx_msg_fail(msg->ns, msg->action, msg->id, "INVALID_CREDENTIALS",
+                                        "not this Core's credential", NULL,
+                                        json_pack("{s:b}", "authenticated", 0)));
+            cx_conn_close(c, CX_WS_CLOSE_POLICY, "invalid credentials");
+        }
     } else {
         char text[300];
         snprintf(text, sizeof text, "unknown action %.128s/%.128s", msg->ns, msg->action);

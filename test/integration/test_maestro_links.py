@@ -136,6 +136,22 @@ async def test_revoked_and_unknown_codes(mx):
 
 
 @async_test
+async def test_second_core_auth_on_a_link(mx):
+    # core/auth again on a signed-in Core link: its own credential is fine; another
+    # identity or a wrong token ends the link (no switching identities mid-link)
+    admin = await mx_login(mx)
+    code = await mh.new_code(admin)
+    core, tok, cid = await raw_pair(mx, "twice-core", code["code"])
+    p = expect_ok(await core.core_auth("twice-core", tok))
+    assert p["authenticated"] is True and p["id"] == cid, p
+    m = await core.core_auth("someone-else", "x" * 64)
+    expect_error(m, "INVALID_CREDENTIALS")
+    assert m["payload"]["authenticated"] is False
+    assert (await core.expect_close())[0] == 1008
+    await admin.close()
+
+
+@async_test
 async def test_expired_code_via_protocol_ttl(mx):
     # pairing.create {ttlSeconds: 1}: a short-lived code, over the wire
     admin = await mx_login(mx)

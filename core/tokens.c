@@ -16,9 +16,9 @@
 #include "condrix/msg.h"
 #include "condrix/token.h"
 #include "condrix/totp.h"
+#include "condrix/totpstore.h"
 
 /* The largest TOTP secret we accept from the database (we write CX_TOTP_SECRET_BYTES). */
-#define TOTP_SECRET_MAX_BYTES 64
 
 /* core.db's schema history; append, never edit a released entry. */
 static const cx_db_migration core_migrations[] = {
@@ -555,41 +555,16 @@ int cx_tokens_get(cx_tokens *t, const char *name, cx_token_info *info)
     return rc;
 }
 
+static void read_info_elem(sqlite3_stmt *st, void *elem)
+{
+    read_info(st, elem);
+}
+
 int cx_tokens_list(cx_tokens *t, cx_token_info **arr, size_t *n)
 {
     if (t == NULL || arr == NULL || n == NULL)
         return CX_E_INVAL;
-    *arr = NULL;
-    *n = 0;
-    cx_token_info *v = NULL;
-    size_t len = 0, cap = 0;
-    sqlite3_stmt *st = t->tk_st[S_LIST];
-    int rc = CX_OK, step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            cx_token_info *nv = realloc(v, ncap * sizeof *nv);
-            if (nv == NULL) {
-                rc = CX_E_NOMEM;
-                goto fail;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        read_info(st, &v[len++]);
-    }
-    if (step != SQLITE_DONE) {
-        rc = cx_db_err(step);
-        goto fail;
-    }
-    cx_db_finish(st);
-    *arr = v;
-    *n = len;
-    return CX_OK;
-fail:
-    cx_db_finish(st);
-    free(v);
-    return rc;
+    return cx_db_collect(t->tk_st[S_LIST], sizeof **arr, read_info_elem, (void **)arr, n);
 }
 
 int cx_tokens_rotate(cx_tokens *t, const char *name, int64_t now, char token_out[65])
@@ -666,44 +641,10 @@ int cx_tokens_touch(cx_tokens *t, const char *name, int64_t now)
 
 /* ---- TOTP ---- */
 
-typedef struct totp_row {
-    uint8_t active[TOTP_SECRET_MAX_BYTES];  /* the secret in force, when active_len > 0 */
-    size_t active_len;
-    uint8_t pending[TOTP_SECRET_MAX_BYTES]; /* the secret awaiting enable, when pending_len > 0 */
-    size_t pending_len;
-    bool enabled;                           /* codes are required */
-    int64_t last_step;                      /* last accepted step of the active secret */
-} totp_row;
-
-static size_t copy_secret(sqlite3_stmt *st, int col, uint8_t *out)
+/* The TOTP statements of auth_tokens, keyed by token name. */
+static cx_totp_stmts totp_stmts(const cx_tokens *t)
 {
-    const void *p = sqlite3_column_blob(st, col);
-    int n = sqlite3_column_bytes(st, col);
-    if (p == NULL || n <= 0 || n > TOTP_SECRET_MAX_BYTES)
-        return 0;
-    memcpy(out, p, (size_t)n);
-    return (size_t)n;
-}
-
-/* Read a token's TOTP state; the caller wipes *row. CX_E_NOTFOUND. */
-static int totp_load(cx_tokens *t, const char *name, totp_row *row)
-{
-    memset(row, 0, sizeof *row);
-    sqlite3_stmt *st = t->tk_st[S_TOTP_GET];
-    int rc = cx_db_bind_text(st, 1, name);
-    if (rc == CX_OK) {
-        int step = sqlite3_step(st);
-        if (step == SQLITE_ROW) {
-            row->active_len = copy_secret(st, 0, row->active);
-            row->pending_len = copy_secret(st, 1, row->pending);
-            row->enabled = sqlite3_column_int(st, 2) != 0;
-            row->last_step = sqlite3_column_int64(st, 3);
-        } else {
-            rc = step == SQLITE_DONE ? CX_E_NOTFOUND : cx_db_err(step);
-        }
-    }
-    cx_db_finish(st);
-    return rc;
+    return (cx_totp_stmts){t->tk_st[S_TOTP_GET], t->tk_st[S_TOTP_ENABLE], t->tk_st[S_TOTP_ACCEPT]};
 }
 
 int cx_tokens_totp_setup(cx_tokens *t, const char *name,
@@ -728,30 +669,10 @@ int cx_tokens_totp_setup(cx_tokens *t, const char *name,
 
 int cx_tokens_totp_enable(cx_tokens *t, const char *name, const char *code, int64_t now_s)
 {
-    if (t == NULL || name == NULL || code == NULL)
+    if (t == NULL)
         return CX_E_INVAL;
-    totp_row row;
-    int rc = totp_load(t, name, &row);
-    if (rc != CX_OK)
-        goto out;
-    if (row.pending_len == 0) {
-        rc = CX_E_INVAL;
-        goto out;
-    }
-    /* A new secret has no history: any valid step may be the first. */
-    int64_t step = -1;
-    if ((rc = cx_totp_verify(row.pending, row.pending_len, code, now_s, &step)) != CX_OK)
-        goto out;
-    sqlite3_stmt *st = t->tk_st[S_TOTP_ENABLE];
-    int changes = 0;
-    if ((rc = cx_db_bind_text(st, 1, name)) || (rc = cx_db_bind_i64(st, 2, step)) ||
-        (rc = cx_db_bind_blob(st, 3, row.pending, row.pending_len)))
-        cx_db_finish(st);
-    else if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
-        rc = CX_E_DENIED; /* a newer setup replaced the secret this code was made from */
-out:
-    sodium_memzero(&row, sizeof row);
-    return rc;
+    cx_totp_stmts st = totp_stmts(t);
+    return cx_totp_store_check(&st, name, code, now_s, true);
 }
 
 int cx_tokens_totp_disable(cx_tokens *t, const char *name)
@@ -774,30 +695,10 @@ int cx_tokens_totp_status(cx_tokens *t, const char *name, bool *configured, bool
 
 int cx_tokens_totp_check(cx_tokens *t, const char *name, const char *code, int64_t now_s)
 {
-    if (t == NULL || name == NULL || code == NULL)
+    if (t == NULL)
         return CX_E_INVAL;
-    totp_row row;
-    int rc = totp_load(t, name, &row);
-    if (rc != CX_OK)
-        goto out;
-    if (!row.enabled || row.active_len == 0) {
-        rc = CX_E_INVAL;
-        goto out;
-    }
-    int64_t step = row.last_step;
-    if ((rc = cx_totp_verify(row.active, row.active_len, code, now_s, &step)) != CX_OK)
-        goto out;
-    /* Our read may be stale: the conditional UPDATE is what accepts, atomically. */
-    sqlite3_stmt *st = t->tk_st[S_TOTP_ACCEPT];
-    int changes = 0;
-    if ((rc = cx_db_bind_text(st, 1, name)) || (rc = cx_db_bind_i64(st, 2, step)) ||
-        (rc = cx_db_bind_blob(st, 3, row.active, row.active_len)))
-        cx_db_finish(st);
-    else if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
-        rc = CX_E_REPLAY;
-out:
-    sodium_memzero(&row, sizeof row);
-    return rc;
+    cx_totp_stmts st = totp_stmts(t);
+    return cx_totp_store_check(&st, name, code, now_s, false);
 }
 
 /* ---- settings and audit ---- */

@@ -28,6 +28,7 @@
 #include "condrix/password.h"
 #include "condrix/token.h"
 #include "condrix/totp.h"
+#include "condrix/totpstore.h"
 #include "condrix/utf8.h"
 
 #define KEY_FILE "maestro.key"
@@ -750,43 +751,6 @@ int mx_user_by_id(mx_store *s, const char *id, mx_user *out, char *hash_out)
     return user_lookup(s, S_USER_BY_ID, id, out, hash_out);
 }
 
-/* Collect every row of a bound query into a malloc'd array of elem-sized records. */
-typedef void (*row_reader)(sqlite3_stmt *st, void *elem);
-
-static int collect(sqlite3_stmt *st, size_t elem, row_reader read, void **arr, size_t *n)
-{
-    *arr = NULL;
-    *n = 0;
-    char *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc = CX_OK, step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            char *nv = realloc(v, ncap * elem);
-            if (nv == NULL) {
-                rc = CX_E_NOMEM;
-                goto fail;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        read(st, v + len * elem);
-        len++;
-    }
-    if (step != SQLITE_DONE) {
-        rc = cx_db_err(step);
-        goto fail;
-    }
-    cx_db_finish(st);
-    *arr = v;
-    *n = len;
-    return CX_OK;
-fail:
-    cx_db_finish(st);
-    free(v);
-    return rc;
-}
 
 static void read_user_elem(sqlite3_stmt *st, void *elem)
 {
@@ -797,7 +761,7 @@ int mx_user_list(mx_store *s, mx_user **arr, size_t *n)
 {
     if (s == NULL || arr == NULL || n == NULL)
         return CX_E_INVAL;
-    return collect(s->ms_st[S_USER_LIST], sizeof **arr, read_user_elem, (void **)arr, n);
+    return cx_db_collect(s->ms_st[S_USER_LIST], sizeof **arr, read_user_elem, (void **)arr, n);
 }
 
 /* After a guarded statement changed nothing: was the row missing, or was it the guard? */
@@ -873,49 +837,10 @@ size_t mx_user_count(mx_store *s)
 
 /* ---- user TOTP ---- */
 
-typedef struct totp_row {
-    uint8_t active[MX_TOTP_SECRET_MAX];  /* the secret in force, when active_len > 0 */
-    size_t active_len;
-    uint8_t pending[MX_TOTP_SECRET_MAX]; /* the secret awaiting enable, when pending_len > 0 */
-    size_t pending_len;
-    bool enabled;                        /* codes are required */
-    int64_t last_step;                   /* last accepted step of the active secret */
-} totp_row;
-
-/* A stored secret; a blob of another size was not written by us and is refused. */
-static int copy_secret(sqlite3_stmt *st, int col, uint8_t *out, size_t *len)
+/* The TOTP statements of users, keyed by user id. */
+static cx_totp_stmts totp_stmts(const mx_store *s)
 {
-    const void *p = sqlite3_column_blob(st, col);
-    int n = sqlite3_column_bytes(st, col);
-    *len = 0;
-    if (p == NULL || n == 0)
-        return CX_OK;
-    if (n < 0 || n > MX_TOTP_SECRET_MAX)
-        return CX_E_DB;
-    memcpy(out, p, (size_t)n);
-    *len = (size_t)n;
-    return CX_OK;
-}
-
-/* Read a user's TOTP state; the caller wipes *row. CX_E_NOTFOUND. */
-static int totp_load(mx_store *s, const char *user_id, totp_row *row)
-{
-    memset(row, 0, sizeof *row);
-    sqlite3_stmt *st = s->ms_st[S_TOTP_GET];
-    int rc = cx_db_bind_text(st, 1, user_id);
-    if (rc != CX_OK) {
-        cx_db_finish(st);
-        return rc;
-    }
-    if ((rc = cx_db_first_row(st)) != CX_OK)
-        return rc;
-    if ((rc = copy_secret(st, 0, row->active, &row->active_len)) == CX_OK &&
-        (rc = copy_secret(st, 1, row->pending, &row->pending_len)) == CX_OK) {
-        row->enabled = sqlite3_column_int(st, 2) != 0;
-        row->last_step = sqlite3_column_int64(st, 3);
-    }
-    cx_db_finish(st);
-    return rc;
+    return (cx_totp_stmts){s->ms_st[S_TOTP_GET], s->ms_st[S_TOTP_ENABLE], s->ms_st[S_TOTP_ACCEPT]};
 }
 
 int mx_user_totp_set_pending(mx_store *s, const char *user_id, const uint8_t *secret, size_t n)
@@ -938,8 +863,11 @@ int mx_user_totp_get(mx_store *s, const char *user_id, uint8_t *active, size_t *
 {
     if (s == NULL || user_id == NULL)
         return CX_E_INVAL;
-    totp_row row;
-    int rc = totp_load(s, user_id, &row);
+    cx_totp_row row;
+    cx_totp_stmts st = totp_stmts(s);
+    int rc = cx_totp_store_load(&st, user_id, &row);
+    if (rc == CX_OK && (row.active_len > MX_TOTP_SECRET_MAX || row.pending_len > MX_TOTP_SECRET_MAX))
+        rc = CX_E_DB; /* the caller's buffers hold MX_TOTP_SECRET_MAX */
     if (rc == CX_OK) {
         if (active != NULL)
             memcpy(active, row.active, row.active_len);
@@ -959,36 +887,10 @@ int mx_user_totp_get(mx_store *s, const char *user_id, uint8_t *active, size_t *
 int mx_user_totp_check(mx_store *s, const char *user_id, const char *code, int64_t now_s,
                        bool activate_pending)
 {
-    if (s == NULL || user_id == NULL || code == NULL)
+    if (s == NULL)
         return CX_E_INVAL;
-    totp_row row;
-    int rc = totp_load(s, user_id, &row);
-    if (rc != CX_OK)
-        goto out;
-    const uint8_t *key = activate_pending ? row.pending : row.active;
-    size_t key_len = activate_pending ? row.pending_len : row.active_len;
-    if (key_len == 0 || (!activate_pending && !row.enabled)) {
-        rc = CX_E_INVAL;
-        goto out;
-    }
-    /* A new secret has no history: any valid step may be its first. */
-    int64_t step = activate_pending ? -1 : row.last_step;
-    if ((rc = cx_totp_verify(key, key_len, code, now_s, &step)) != CX_OK)
-        goto out;
-    /* Our read may be stale: the conditional UPDATE is what accepts, atomically. */
-    sqlite3_stmt *st = s->ms_st[activate_pending ? S_TOTP_ENABLE : S_TOTP_ACCEPT];
-    int changes = 0;
-    if ((rc = cx_db_bind_text(st, 1, user_id)) || (rc = cx_db_bind_i64(st, 2, step)) ||
-        (rc = cx_db_bind_blob(st, 3, key, key_len))) {
-        cx_db_finish(st);
-        goto out;
-    }
-    if ((rc = cx_db_run(st, &changes)) == CX_OK && changes == 0)
-        /* enable: a newer setup replaced the secret this code came from */
-        rc = activate_pending ? CX_E_DENIED : CX_E_REPLAY;
-out:
-    sodium_memzero(&row, sizeof row);
-    return rc;
+    cx_totp_stmts st = totp_stmts(s);
+    return cx_totp_store_check(&st, user_id, code, now_s, activate_pending);
 }
 
 int mx_user_totp_disable(mx_store *s, const char *user_id)
@@ -1154,7 +1056,7 @@ int mx_session_list(mx_store *s, const char *user_id, mx_session **arr, size_t *
         cx_db_finish(st);
         return rc;
     }
-    return collect(st, sizeof **arr, read_session_elem, (void **)arr, n);
+    return cx_db_collect(st, sizeof **arr, read_session_elem, (void **)arr, n);
 }
 
 int mx_session_touch(mx_store *s, const char *session_id, int64_t now)
@@ -1269,7 +1171,7 @@ int mx_pairing_list(mx_store *s, mx_pairing **arr, size_t *n)
 {
     if (s == NULL || arr == NULL || n == NULL)
         return CX_E_INVAL;
-    return collect(s->ms_st[S_PAIR_LIST], sizeof **arr, read_pairing_elem, (void **)arr, n);
+    return cx_db_collect(s->ms_st[S_PAIR_LIST], sizeof **arr, read_pairing_elem, (void **)arr, n);
 }
 
 int mx_pairing_revoke(mx_store *s, const char *id)
@@ -1513,7 +1415,7 @@ int mx_core_list(mx_store *s, mx_core **arr, size_t *n)
 {
     if (s == NULL || arr == NULL || n == NULL)
         return CX_E_INVAL;
-    return collect(s->ms_st[S_CORE_LIST], sizeof **arr, read_core_elem, (void **)arr, n);
+    return cx_db_collect(s->ms_st[S_CORE_LIST], sizeof **arr, read_core_elem, (void **)arr, n);
 }
 
 int mx_core_issue_token(mx_store *s, const char *core_id, const char *display_name,
@@ -1720,7 +1622,7 @@ int mx_grant_list(mx_store *s, mx_grant_row **arr, size_t *n)
 {
     if (s == NULL || arr == NULL || n == NULL)
         return CX_E_INVAL;
-    return collect(s->ms_st[S_GRANT_LIST], sizeof **arr, read_grant_elem, (void **)arr, n);
+    return cx_db_collect(s->ms_st[S_GRANT_LIST], sizeof **arr, read_grant_elem, (void **)arr, n);
 }
 
 bool mx_granted(mx_store *s, const char *user_id, const char *core_id)

@@ -307,6 +307,42 @@ int cx_db_first_row(sqlite3_stmt *st)
     return step == SQLITE_DONE ? CX_E_NOTFOUND : cx_db_err(step);
 }
 
+int cx_db_collect(sqlite3_stmt *st, size_t elem, void (*read)(sqlite3_stmt *st, void *elem),
+                  void **arr, size_t *n)
+{
+    *arr = NULL;
+    *n = 0;
+    char *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc = CX_OK, step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            char *nv = realloc(v, ncap * elem);
+            if (nv == NULL) {
+                rc = CX_E_NOMEM;
+                goto fail;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        read(st, v + len * elem);
+        len++;
+    }
+    if (step != SQLITE_DONE) {
+        rc = cx_db_err(step);
+        goto fail;
+    }
+    cx_db_finish(st);
+    *arr = v;
+    *n = len;
+    return CX_OK;
+fail:
+    cx_db_finish(st);
+    free(v);
+    return rc;
+}
+
 int cx_db_data_version(sqlite3 *db, int64_t *out)
 {
     sqlite3_stmt *st = NULL;

@@ -262,6 +262,55 @@ static void test_memory_database(void **state)
     cx_db_close(db);
 }
 
+struct pair_row {
+    int64_t n;
+    char word[16];
+};
+
+static void read_pair(sqlite3_stmt *st, void *elem)
+{
+    struct pair_row *r = elem;
+    r->n = sqlite3_column_int64(st, 0);
+    snprintf(r->word, sizeof r->word, "%s", (const char *)sqlite3_column_text(st, 1));
+}
+
+/* Rows into an array, past the first growth; an empty result is an empty array; the
+ * statement is reusable afterwards (it was finished). */
+static void test_collect(void **state)
+{
+    (void)state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(cx_db_exec(db, "CREATE TABLE t (n INTEGER, w TEXT)"), CX_OK);
+    for (int i = 0; i < 40; i++) {
+        char sql[96];
+        snprintf(sql, sizeof sql, "INSERT INTO t VALUES (%d, 'w%d')", i, i);
+        assert_int_equal(cx_db_exec(db, sql), CX_OK);
+    }
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT n, w FROM t WHERE n >= ?1 ORDER BY n", -1,
+                                        &st, NULL),
+                     SQLITE_OK);
+    for (int round = 0; round < 2; round++) {
+        struct pair_row *rows = NULL;
+        size_t n = 0;
+        assert_int_equal(cx_db_bind_i64(st, 1, 3), CX_OK);
+        assert_int_equal(cx_db_collect(st, sizeof *rows, read_pair, (void **)&rows, &n), CX_OK);
+        assert_int_equal(n, 37);
+        assert_int_equal(rows[0].n, 3);
+        assert_string_equal(rows[36].word, "w39");
+        free(rows);
+    }
+    struct pair_row *none = NULL;
+    size_t n = 1;
+    assert_int_equal(cx_db_bind_i64(st, 1, 100), CX_OK);
+    assert_int_equal(cx_db_collect(st, sizeof *none, read_pair, (void **)&none, &n), CX_OK);
+    assert_int_equal(n, 0);
+    assert_null(none);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +322,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
         cmocka_unit_test(test_memory_database),
+        cmocka_unit_test(test_collect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

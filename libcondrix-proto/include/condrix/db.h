@@ -46,6 +46,10 @@ int cx_db_run(sqlite3_stmt *st, int *changes);
 /* Step a bound query for its first row: CX_OK (row ready; the caller reads, then
  * finishes), CX_E_NOTFOUND or an error (the statement is already finished then). */
 int cx_db_first_row(sqlite3_stmt *st);
+/* Every row of a bound query into a malloc'd array of elem-sized records, each filled by
+ * read (the caller frees *arr). The statement is finished either way. */
+int cx_db_collect(sqlite3_stmt *st, size_t elem, void (*read)(sqlite3_stmt *st, void *elem),
+                  void **arr, size_t *n);
 /* SQLite's data_version: it changes when another connection (another process, such as
  * an admin verb) commits, so a server can tell when to re-read what it caches. */
 int cx_db_data_version(sqlite3 *db, int64_t *out);

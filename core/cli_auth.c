@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "condrix/cliout.h"
+#include "condrix/clock.h"
 #include "condrix/config.h"
 #include "condrix/db.h"
 #include "condrix/error.h"
@@ -140,49 +141,6 @@ static int fail_unshown(const cli *c, const char *name)
     char hint[160];
     snprintf(hint, sizeof hint, "run '%s rotate %s' for a value you can see", PROG, name);
     return fail(c, "INTERNAL", hint, "out of memory: token \"%s\" was saved but not shown", name);
-}
-
-/* Print obj (consumed) as one line on stdout. */
-static int emit_json(const cli *c, json_t *obj)
-{
-    if (obj == NULL)
-        return fail(c, "INTERNAL", NULL, "out of memory");
-    int rc = json_dumpf(obj, stdout, JSON_COMPACT);
-    fputc('\n', stdout);
-    json_decref(obj);
-    return rc == 0 ? CX_CORE_AUTH_EXIT_OK : CX_CORE_AUTH_EXIT_FAILED;
-}
-
-/* A string json value that held a secret: wipe its storage before releasing it. */
-static void wipe_json_string(json_t *v)
-{
-    if (json_is_string(v))
-        sodium_memzero((char *)json_string_value(v), json_string_length(v));
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* "2026-11-22 10:00" (UTC), "never", or "-" for 0 when never_word is NULL. */
-static const char *human_time(int64_t ms, const char *never_word, char out[32])
-{
-    if (ms == 0)
-        return never_word;
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    if (gmtime_r(&s, &tm) == NULL || strftime(out, 32, "%Y-%m-%d %H:%M", &tm) == 0)
-        snprintf(out, 32, "?");
-    return out;
-}
-
-static json_t *json_time(int64_t ms)
-{
-    char buf[32];
-    return ms == 0 ? json_null() : json_string(cx_tokens_iso8601(ms, buf));
 }
 
 static bool all_digits(const char *s, size_t n)
@@ -312,7 +270,7 @@ static int do_list(cli *c)
                 o = NULL;
             }
         }
-        ex = emit_json(c, o);
+        ex = cx_cli_emit_json(PROG, o);
         goto out;
     }
     if (n == 0) {
@@ -338,10 +296,13 @@ static int do_list(cli *c)
         snprintf(rows[i][C_NAME], sizeof(cell), "%s", in->name);
         snprintf(rows[i][C_PREFIX], sizeof(cell), "%s", in->prefix);
         cx_scopes_format(in->scopes, rows[i][C_SCOPES], sizeof(cell));
-        snprintf(rows[i][C_CREATED], sizeof(cell), "%s", human_time(in->created_at, "-", tb));
-        snprintf(rows[i][C_EXPIRES], sizeof(cell), "%s%s", human_time(in->expires_at, "never", tb),
+        snprintf(rows[i][C_CREATED], sizeof(cell), "%s",
+                 cx_cli_human_time(in->created_at, "-", tb));
+        snprintf(rows[i][C_EXPIRES], sizeof(cell), "%s%s",
+                 cx_cli_human_time(in->expires_at, "never", tb),
                  in->expires_at != 0 && in->expires_at <= c->now_ms ? " (expired)" : "");
-        snprintf(rows[i][C_USED], sizeof(cell), "%s", human_time(in->last_used_at, "never", tb));
+        snprintf(rows[i][C_USED], sizeof(cell), "%s",
+                 cx_cli_human_time(in->last_used_at, "never", tb));
         snprintf(rows[i][C_TOTP], sizeof(cell), "%s",
                  in->totp_enabled ? "on" : in->totp_configured ? "pending" : "off");
         for (int k = 0; k < NCOL; k++) {
@@ -390,16 +351,16 @@ static int do_create(cli *c, const char *name)
         json_t *tok = json_string(token);
         json_t *o = tok ? json_pack("{s:s,s:O,s:s,s:o,s:o}", "name", name, "token", tok, "prefix",
                                     prefix, "scopes", cx_scopes_to_json(scopes), "expiresAt",
-                                    json_time(expires))
+                                    cx_cli_json_time(expires))
                         : NULL;
-        ex = o ? emit_json(c, o) : fail_unshown(c, name);
-        wipe_json_string(tok);
+        ex = o ? cx_cli_emit_json(PROG, o) : fail_unshown(c, name);
+        cx_cli_wipe_json_string(tok);
         json_decref(tok);
         goto out;
     }
     char sb[160], tb[32];
     printf("Created token \"%s\"\n  scopes:  %s\n  expires: %s%s\n\n  %s\n\n", name,
-           cx_scopes_format(scopes, sb, sizeof sb), human_time(expires, "never", tb),
+           cx_scopes_format(scopes, sb, sizeof sb), cx_cli_human_time(expires, "never", tb),
            expires ? " UTC" : "", token);
     print_secret_warning(name);
     ex = CX_CORE_AUTH_EXIT_OK;
@@ -426,8 +387,8 @@ static int do_rotate(cli *c, const char *name)
         json_t *tok = json_string(token);
         json_t *o = tok ? json_pack("{s:s,s:O,s:s}", "name", name, "token", tok, "prefix", prefix)
                         : NULL;
-        ex = o ? emit_json(c, o) : fail_unshown(c, name);
-        wipe_json_string(tok);
+        ex = o ? cx_cli_emit_json(PROG, o) : fail_unshown(c, name);
+        cx_cli_wipe_json_string(tok);
         json_decref(tok);
         goto out;
     }
@@ -448,7 +409,7 @@ static int do_revoke(cli *c, const char *name)
     if (rc != CX_OK)
         return fail_rc(c, rc, name);
     if (c->json)
-        return emit_json(c, json_pack("{s:s,s:b}", "name", name, "revoked", 1));
+        return cx_cli_emit_json(PROG, json_pack("{s:s,s:b}", "name", name, "revoked", 1));
     printf("Revoked token \"%s\": it can no longer authenticate.\n", name);
     return CX_CORE_AUTH_EXIT_OK;
 }
@@ -481,9 +442,9 @@ static int do_totp_setup(cli *c, const char *name)
         json_t *s = json_string(secret), *u = json_string(uri);
         json_t *o = s && u ? json_pack("{s:s,s:O,s:O}", "name", name, "secret", s, "otpauthUri", u)
                            : NULL;
-        ex = emit_json(c, o);
-        wipe_json_string(s);
-        wipe_json_string(u);
+        ex = cx_cli_emit_json(PROG, o);
+        cx_cli_wipe_json_string(s);
+        cx_cli_wipe_json_string(u);
         json_decref(s);
         json_decref(u);
         goto out;
@@ -524,7 +485,7 @@ static int do_totp_enable(cli *c, const char *name, const char *code)
     if (rc != CX_OK)
         return fail_rc(c, rc, name);
     if (c->json)
-        return emit_json(c, json_pack("{s:s,s:b}", "name", name, "enabled", 1));
+        return cx_cli_emit_json(PROG, json_pack("{s:s,s:b}", "name", name, "enabled", 1));
     printf("TOTP enabled for token \"%s\": signing in with it now also needs a code.\n", name);
     return CX_CORE_AUTH_EXIT_OK;
 }
@@ -538,7 +499,7 @@ static int do_totp_disable(cli *c, const char *name)
     if (rc != CX_OK)
         return fail_rc(c, rc, name);
     if (c->json)
-        return emit_json(c, json_pack("{s:s,s:b}", "name", name, "disabled", 1));
+        return cx_cli_emit_json(PROG, json_pack("{s:s,s:b}", "name", name, "disabled", 1));
     printf("TOTP disabled for token \"%s\".\n", name);
     return CX_CORE_AUTH_EXIT_OK;
 }
@@ -550,8 +511,8 @@ static int do_totp_status(cli *c, const char *name)
     if (rc != CX_OK)
         return fail_rc(c, rc, name);
     if (c->json)
-        return emit_json(c, json_pack("{s:s,s:b,s:b}", "name", name, "configured", configured,
-                                      "enabled", enabled));
+        return cx_cli_emit_json(PROG, json_pack("{s:s,s:b,s:b}", "name", name, "configured",
+                                                configured, "enabled", enabled));
     printf("Token \"%s\": TOTP %s\n", name,
            enabled ? "enabled" : configured ? "set up, waiting for 'totp enable'" : "not set up");
     return CX_CORE_AUTH_EXIT_OK;
@@ -568,27 +529,6 @@ static bool wants_help(int argc, char **argv)
             return true;
     }
     return false;
-}
-
-/* Take --name VALUE or --name=VALUE at argv[*i]; true when it matched. */
-static bool take_value(int argc, char **argv, int *i, const char *opt, const char **out,
-                       bool *missing)
-{
-    size_t n = strlen(opt);
-    if (strncmp(argv[*i], opt, n) != 0)
-        return false;
-    if (argv[*i][n] == '=') {
-        *out = argv[*i] + n + 1;
-        return true;
-    }
-    if (argv[*i][n] != '\0')
-        return false;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return true;
-    }
-    *out = argv[++*i];
-    return true;
 }
 
 int cx_core_auth_cli(int argc, char **argv, const char *db_path)
@@ -610,17 +550,18 @@ int cx_core_auth_cli(int argc, char **argv, const char *db_path)
         } else if (!only_positional && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
             /* handled below, once the verb is known */
         } else if (!only_positional &&
-                   take_value(argc, argv, &i, "--data-dir", &data_dir, &missing)) {
+                   cx_cli_take_value(argc, argv, &i, "--data-dir", &data_dir, &missing)) {
             /* Also accepted after the verb, where people put it. */
             if (missing)
                 return usage_error("--data-dir needs a directory");
             snprintf(dir_db, sizeof dir_db, "%s/core.db", data_dir);
             db_path = dir_db;
-        } else if (!only_positional && take_value(argc, argv, &i, "--scopes", &c.scopes, &missing)) {
+        } else if (!only_positional &&
+                   cx_cli_take_value(argc, argv, &i, "--scopes", &c.scopes, &missing)) {
             if (missing)
                 return usage_error("--scopes needs a value (e.g. --scopes read:files,chat:agent)");
         } else if (!only_positional &&
-                   take_value(argc, argv, &i, "--expires", &c.expires, &missing)) {
+                   cx_cli_take_value(argc, argv, &i, "--expires", &c.expires, &missing)) {
             if (missing)
                 return usage_error("--expires needs a value (e.g. --expires 30d)");
         } else if (!only_positional && a[0] == '-' && a[1] != '\0') {
@@ -689,7 +630,7 @@ int cx_core_auth_cli(int argc, char **argv, const char *db_path)
         return usage_error("invalid token name '%s' (1-64 of letters, digits, '.', '_', '-', "
                            "starting with a letter or digit)",
                            c.pos[0]);
-    c.now_ms = now_ms();
+    c.now_ms = cx_clock_now_ms();
     c.scope_bits = CX_SCOPE_ALL;
     if (c.scopes != NULL && cx_scopes_parse(c.scopes, &c.scope_bits) != CX_OK)
         return usage_error("unknown scope in '%s' (known: read:files write:files exec:terminal "

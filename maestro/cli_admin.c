@@ -175,45 +175,6 @@ static int fail_rc(const cli *c, int rc, const char *what)
     }
 }
 
-/* Print obj (consumed) as one line on stdout. */
-static int emit_json(const cli *c, json_t *obj)
-{
-    if (obj == NULL)
-        return fail(c, "INTERNAL", NULL, "out of memory");
-    int rc = json_dumpf(obj, stdout, JSON_COMPACT);
-    fputc('\n', stdout);
-    json_decref(obj);
-    return rc == 0 ? MX_ADMIN_EXIT_OK : MX_ADMIN_EXIT_FAILED;
-}
-
-/* A JSON string that held a secret: wipe its storage before it is released. */
-static void wipe_json_string(json_t *v)
-{
-    if (json_is_string(v))
-        sodium_memzero((char *)json_string_value(v), json_string_length(v));
-}
-
-static json_t *json_time(int64_t ms)
-{
-    char buf[25];
-    if (ms == 0)
-        return json_null();
-    cx_msg_timestamp(ms, buf);
-    return json_string(buf);
-}
-
-/* "2026-11-22 10:00" (UTC), or never_word for 0. */
-static const char *human_time(int64_t ms, const char *never_word, char out[32])
-{
-    if (ms == 0)
-        return never_word;
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    if (gmtime_r(&s, &tm) == NULL || strftime(out, 32, "%Y-%m-%d %H:%M", &tm) == 0)
-        snprintf(out, 32, "?");
-    return out;
-}
-
 static const char *role_name(int role)
 {
     return role == MX_ROLE_ADMIN ? "admin" : "user";
@@ -386,7 +347,7 @@ static int emit_listing(cli *c, const listing *l)
                 json_decref(o);
                 o = NULL;
             }
-        return emit_json(c, o);
+        return cx_cli_emit_json(PROG, o);
     }
     if (l->n == 0) {
         printf("%s\n", l->empty);
@@ -406,8 +367,8 @@ static int emit_listing(cli *c, const listing *l)
 static json_t *user_json(const mx_user *u)
 {
     return json_pack("{s:s,s:s,s:s,s:o,s:b}", "id", u->id, "username", u->username, "role",
-                     role_name(u->role), "createdAt", json_time(u->created_at), "totpEnabled",
-                     u->totp_enabled);
+                     role_name(u->role), "createdAt", cx_cli_json_time(u->created_at),
+                     "totpEnabled", u->totp_enabled);
 }
 
 static int do_user_add(cli *c, const char *name)
@@ -446,9 +407,9 @@ static int do_user_add(cli *c, const char *name)
             ex = fail(c, "INTERNAL", "set a password with '" PROG " user passwd NAME'",
                       "out of memory: user \"%s\" was made but the password not shown", name);
         else
-            ex = emit_json(c, json_incref(o));
+            ex = cx_cli_emit_json(PROG, json_incref(o));
         json_decref(o);
-        wipe_json_string(p);
+        cx_cli_wipe_json_string(p);
         json_decref(p);
         goto out;
     }
@@ -476,7 +437,7 @@ static void user_row(const void *e, char (*row)[160])
     snprintf(row[0], 160, "%s", u->username);
     snprintf(row[1], 160, "%s", role_name(u->role));
     snprintf(row[2], 160, "%s", u->totp_enabled ? "on" : "off");
-    snprintf(row[3], 160, "%s", human_time(u->created_at, "-", tb));
+    snprintf(row[3], 160, "%s", cx_cli_human_time(u->created_at, "-", tb));
     snprintf(row[4], 160, "%s", u->id);
 }
 
@@ -532,9 +493,9 @@ static int do_user_passwd(cli *c, const char *name)
             ex = fail(c, "INTERNAL", "run it again", "out of memory: the new password of \"%s\" "
                       "was saved but not shown", name);
         else
-            ex = emit_json(c, json_incref(o));
+            ex = cx_cli_emit_json(PROG, json_incref(o));
         json_decref(o);
-        wipe_json_string(p);
+        cx_cli_wipe_json_string(p);
         json_decref(p);
         goto out;
     }
@@ -573,19 +534,21 @@ static int do_user_change(cli *c, enum user_change what_change, const char *name
     switch (what_change) {
     case UC_ROLE:
         if (c->json)
-            return emit_json(c, json_pack("{s:s,s:s}", "username", u.username, "role",
+            return cx_cli_emit_json(PROG, json_pack("{s:s,s:s}", "username", u.username, "role",
                                           role_name(role)));
         printf("User \"%s\" is now %s %s.\n", u.username, role == MX_ROLE_ADMIN ? "an" : "a",
                role_name(role));
         break;
     case UC_REMOVE:
         if (c->json)
-            return emit_json(c, json_pack("{s:s,s:b}", "username", u.username, "removed", 1));
+            return cx_cli_emit_json(
+                PROG, json_pack("{s:s,s:b}", "username", u.username, "removed", 1));
         printf("Removed user \"%s\" with their sessions and Core grants.\n", u.username);
         break;
     case UC_TOTP_RESET:
         if (c->json)
-            return emit_json(c, json_pack("{s:s,s:b}", "username", u.username, "totpEnabled", 0));
+            return cx_cli_emit_json(
+                PROG, json_pack("{s:s,s:b}", "username", u.username, "totpEnabled", 0));
         printf("TOTP of \"%s\" is off; they can sign in with the password and set it up again.\n",
                u.username);
         break;
@@ -671,12 +634,12 @@ static int do_pair(cli *c)
     if (c->json) {
         json_t *jc = json_string(code), *jm = json_string(cmd);
         json_t *o = jc && jm ? json_pack("{s:s,s:O,s:o,s:i,s:O}", "id", p.id, "code", jc,
-                                         "expiresAt", json_time(p.expires_at), "maxUses",
+                                         "expiresAt", cx_cli_json_time(p.expires_at), "maxUses",
                                          p.max_uses, "command", jm)
                              : NULL;
-        ex = emit_json(c, o);
-        wipe_json_string(jc);
-        wipe_json_string(jm);
+        ex = cx_cli_emit_json(PROG, o);
+        cx_cli_wipe_json_string(jc);
+        cx_cli_wipe_json_string(jm);
         json_decref(jc);
         json_decref(jm);
         goto out;
@@ -684,7 +647,7 @@ static int do_pair(cli *c)
     char tb[32];
     printf("Pairing code (shown only now):\n\n  %s\n\n", code);
     printf("  uses:    %d\n  expires: %s UTC (in %lld minute%s)\n\n", p.max_uses,
-           human_time(p.expires_at, "-", tb), (long long)((ttl_s + 59) / 60),
+           cx_cli_human_time(p.expires_at, "-", tb), (long long)((ttl_s + 59) / 60),
            (ttl_s + 59) / 60 == 1 ? "" : "s");
     printf("Start a Core with it:\n\n  %s\n\n", cmd);
     printf("The Core trades the code for its own token at its first connection.\n");
@@ -713,7 +676,8 @@ static json_t *core_json(const mx_core *k)
 {
     return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o}", "id", k->id, "coreId", k->core_id,
                      "displayName", k->display_name, "tokenPrefix", k->token_prefix, "pairedAt",
-                     json_time(k->paired_at), "lastSeenAt", json_time(k->last_seen_at));
+                     cx_cli_json_time(k->paired_at), "lastSeenAt",
+                     cx_cli_json_time(k->last_seen_at));
 }
 
 static json_t *core_elem_json(const void *e)
@@ -729,8 +693,8 @@ static void core_row(const void *e, char (*row)[160])
     snprintf(row[1], 160, "%s", k->id);
     snprintf(row[2], 160, "%s", k->core_id);
     snprintf(row[3], 160, "%s", k->token_prefix[0] ? k->token_prefix : "-");
-    snprintf(row[4], 160, "%s", human_time(k->paired_at, "pending", tb));
-    snprintf(row[5], 160, "%s", human_time(k->last_seen_at, "never", tb));
+    snprintf(row[4], 160, "%s", cx_cli_human_time(k->paired_at, "pending", tb));
+    snprintf(row[5], 160, "%s", cx_cli_human_time(k->last_seen_at, "never", tb));
 }
 
 static int do_cores_list(cli *c)
@@ -773,11 +737,11 @@ static int do_core_change(cli *c, enum core_change what_change, const char *key,
         return fail_rc(c, rc, what);
     if (what_change == CC_RENAME) {
         if (c->json)
-            return emit_json(c, json_pack("{s:s,s:s}", "id", k.id, "displayName", name));
+            return cx_cli_emit_json(PROG, json_pack("{s:s,s:s}", "id", k.id, "displayName", name));
         printf("Core %s is now called \"%s\".\n", k.id, name);
     } else {
         if (c->json)
-            return emit_json(c, json_pack("{s:s,s:b}", "id", k.id, "removed", 1));
+            return cx_cli_emit_json(PROG, json_pack("{s:s,s:b}", "id", k.id, "removed", 1));
         printf("Removed Core \"%s\" (%s): its token no longer works, and a running Maestro\n"
                "drops its connection within a second.\n",
                k.display_name, k.id);
@@ -810,8 +774,8 @@ static int do_cores_rotate(cli *c, const char *key)
         json_t *o = t ? json_pack("{s:s,s:s,s:O,s:s,s:b}", "id", k.id, "coreId", k.core_id,
                                   "token", t, "tokenPrefix", prefix, "pushed", 0)
                       : NULL;
-        ex = emit_json(c, o);
-        wipe_json_string(t);
+        ex = cx_cli_emit_json(PROG, o);
+        cx_cli_wipe_json_string(t);
         json_decref(t);
         goto out;
     }
@@ -840,7 +804,7 @@ static int do_audit(cli *c)
     if (arr == NULL)
         return fail_rc(c, CX_E_DB, "audit");
     if (c->json)
-        return emit_json(c, json_pack("{s:o}", "audit", arr));
+        return cx_cli_emit_json(PROG, json_pack("{s:o}", "audit", arr));
     size_t n = json_array_size(arr);
     if (n == 0) {
         printf("The audit trail is empty.\n");
@@ -867,27 +831,6 @@ static int do_audit(cli *c)
 }
 
 /* ---- dispatch ---- */
-
-/* Take --name VALUE or --name=VALUE at argv[*i]; true when it matched. */
-static bool take_value(int argc, char **argv, int *i, const char *opt, const char **out,
-                       bool *missing)
-{
-    size_t n = strlen(opt);
-    if (strncmp(argv[*i], opt, n) != 0)
-        return false;
-    if (argv[*i][n] == '=') {
-        *out = argv[*i] + n + 1;
-        return true;
-    }
-    if (argv[*i][n] != '\0')
-        return false;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return true;
-    }
-    *out = argv[++*i];
-    return true;
-}
 
 static const verb *match_verb(const char **words, int nwords, int *used)
 {
@@ -941,14 +884,14 @@ int mx_admin_cli(int argc, char **argv, const char *home)
             help = true;
         } else if (strcmp(a, "--password-stdin") == 0) {
             c.password_stdin = true;
-        } else if (take_value(argc, argv, &i, "--data-dir", &home, &missing)) {
+        } else if (cx_cli_take_value(argc, argv, &i, "--data-dir", &home, &missing)) {
             /* Also accepted after the verb, where people put it. */
             if (missing)
                 return usage_error("--data-dir needs a directory");
-        } else if (take_value(argc, argv, &i, "--role", &c.role, &missing) ||
-                   take_value(argc, argv, &i, "--uses", &c.uses, &missing) ||
-                   take_value(argc, argv, &i, "--ttl", &c.ttl, &missing) ||
-                   take_value(argc, argv, &i, "--limit", &c.limit, &missing)) {
+        } else if (cx_cli_take_value(argc, argv, &i, "--role", &c.role, &missing) ||
+                   cx_cli_take_value(argc, argv, &i, "--uses", &c.uses, &missing) ||
+                   cx_cli_take_value(argc, argv, &i, "--ttl", &c.ttl, &missing) ||
+                   cx_cli_take_value(argc, argv, &i, "--limit", &c.limit, &missing)) {
             if (missing)
                 bad_value = a;
         } else if (strncmp(a, "--password", 10) == 0) {

@@ -624,21 +624,30 @@ static void act_change_password(mx_server *m, cx_conn *c, const cx_msg *req)
     job_submit(m, j);
 }
 
+/* A job that checked the signed-in user's own password: the client, or NULL once the
+ * request is answered (signed out meanwhile, or a wrong password, audited as event). */
+static mx_client *own_password_checked(mx_job *j, const char *event, const char *wrong)
+{
+    mx_client *cl = peer_of(j->conn)->client;
+    if (!cl) {
+        job_err(j, "AUTH_REQUIRED", "signed out meanwhile");
+        return NULL;
+    }
+    if (j->verify_rc != CX_OK) {
+        audit(j->m, j->conn, event, cl->username, "fail");
+        signin_fail(j->m, j->conn, j->action, j->req_id, "INVALID_CREDENTIALS", wrong, NULL, NULL);
+        return NULL;
+    }
+    return cl;
+}
+
 static void change_password_done(mx_job *j)
 {
     mx_server *m = j->m;
     cx_conn *c = j->conn;
-    mx_client *cl = peer_of(c)->client;
-    if (!cl) {
-        job_err(j, "AUTH_REQUIRED", "signed out meanwhile");
+    mx_client *cl = own_password_checked(j, "password.change", "the old password is wrong");
+    if (!cl)
         return;
-    }
-    if (j->verify_rc != CX_OK) {
-        audit(m, c, "password.change", cl->username, "fail");
-        signin_fail(m, c, j->action, j->req_id, "INVALID_CREDENTIALS", "the old password is wrong",
-                    NULL, NULL);
-        return;
-    }
     if (j->hash_rc != CX_OK ||
         mx_user_set_password(m->store, cl->user_id, j->new_hash, cl->session_id) != CX_OK) {
         job_err(j, "INTERNAL", "could not change the password");
@@ -769,17 +778,9 @@ static void totp_disable_done(mx_job *j)
 {
     mx_server *m = j->m;
     cx_conn *c = j->conn;
-    mx_client *cl = peer_of(c)->client;
-    if (!cl) {
-        job_err(j, "AUTH_REQUIRED", "signed out meanwhile");
+    mx_client *cl = own_password_checked(j, "totp.disable", "wrong password");
+    if (!cl)
         return;
-    }
-    if (j->verify_rc != CX_OK) {
-        audit(m, c, "totp.disable", cl->username, "fail");
-        signin_fail(m, c, j->action, j->req_id, "INVALID_CREDENTIALS", "wrong password", NULL,
-                    NULL);
-        return;
-    }
     if (mx_user_totp_disable(m->store, cl->user_id) != CX_OK) {
         job_err(j, "INTERNAL", "could not disable TOTP");
         return;

@@ -173,25 +173,8 @@ static int raw_write(cx_conn *c, const uint8_t *p, size_t n)
 {
     if (c->state == ST_CLOSED)
         return CX_E_CLOSED;
-    if (c->outq == 0) {
-        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-        int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (w > 0) {
-            p += w;
-            n -= (size_t)w;
-        } else if (w != UV_EAGAIN && w != UV_ENOSYS) {
-            return CX_E_IO;
-        }
-        if (n == 0)
-            return CX_OK;
-    }
-    if (c->outq + n > c->srv->lim.outq_bytes + 4096)
-        return CX_E_TOOBIG;
-    int rc = cx__wq_write((uv_stream_t *)&c->tcp, p, n, c, on_write_done);
-    if (rc != CX_OK)
-        return rc;
-    c->outq += n;
-    return CX_OK;
+    return cx__wq_send((uv_stream_t *)&c->tcp, p, n, true, &c->outq,
+                       c->srv->lim.outq_bytes + 4096, c, on_write_done);
 }
 
 /* Bytes from the TLS layer (ciphertext) or the plain connection. */

@@ -25,6 +25,29 @@ static void on_written(uv_write_t *req, int status)
     done(owner, len, status);
 }
 
+int cx__wq_send(uv_stream_t *s, const uint8_t *p, size_t n, bool direct, size_t *queued,
+                size_t cap, void *owner, cx__wq_done done)
+{
+    if (direct && *queued == 0) {
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        int w = uv_try_write(s, &b, 1);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w != UV_EAGAIN && w != UV_ENOSYS) {
+            return CX_E_IO;
+        }
+        if (n == 0)
+            return CX_OK;
+    }
+    if (*queued + n > cap)
+        return CX_E_TOOBIG;
+    int rc = cx__wq_write(s, p, n, owner, done);
+    if (rc == CX_OK)
+        *queued += n;
+    return rc;
+}
+
 int cx__wq_write(uv_stream_t *s, const uint8_t *p, size_t n, void *owner, cx__wq_done done)
 {
     struct wreq *w = malloc(sizeof *w + n);

@@ -177,13 +177,11 @@ static int raw_write(cx_wsc *c, const uint8_t *p, size_t n)
 {
     if (c->state == W_DONE)
         return CX_E_CLOSED;
-    if (c->outq + n > WSC_MAX_OUTQ)
-        return CX_E_TOOBIG;
-    int rc = cx__wq_write((uv_stream_t *)&c->tcp, p, n, c, on_write_done);
-    if (rc != CX_OK)
-        return rc;
-    c->outq += n;
-    return CX_OK;
+    /* Always queued: the echo of a close written to a server that already left fails
+     * later, through on_write_done, after that close has been reported, instead of
+     * turning the server's close code into 1006 now. The link is not a hot path. */
+    return cx__wq_send((uv_stream_t *)&c->tcp, p, n, false, &c->outq, WSC_MAX_OUTQ, c,
+                       on_write_done);
 }
 
 static int tls_out(void *ud, const uint8_t *p, size_t n)

@@ -7,15 +7,16 @@ import re
 import signal
 import ssl
 import subprocess
-import time
 
 import pytest
 
 import helpers as h
 
 
-class CoreServer:
+class CoreServer(h.ServerProcess):
     """One condrix-core process (restartable on the same home)."""
+
+    NAME = "condrix-core"
 
     def __init__(self, factory, home, dev=False, env=None, args=None, env_token=True,
                  tls=None, port_via_env=False, host_flag=True):
@@ -114,61 +115,10 @@ class CoreServer:
                 self.printed_token = m.group(1)
         return self
 
-    def _wait_ready(self):
-        deadline = time.monotonic() + h.t(10)
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                status, _, body = h.http_get(self.port, "/healthz", tls_ctx=self.client_ssl, timeout=h.t(2))
-                if status == 200 and body.strip() == b"ok":
-                    return True
-            except (OSError, AssertionError, ValueError, ssl.SSLError):
-                pass
-            time.sleep(0.02)
-        pytest.fail("condrix-core not ready (GET /healthz) within %.0fs\n%s" % (h.t(10), self.stderr()[-3000:]))
-
-    def stdout(self):
-        with open(self.stdout_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stderr(self):
-        with open(self.stderr_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def all_stderr(self):
-        out = []
-        for p in self.logs:
-            try:
-                with open(p, "rb") as f:
-                    out.append(f.read().decode("utf-8", "replace"))
-            except OSError:
-                pass
-        return "\n".join(out)
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def assert_alive(self):
-        assert self.alive(), "condrix-core died (rc %s)\n%s" % (self.proc.returncode, self.stderr()[-4000:])
-
     def send_signal(self, sig):
         if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
             self.expected_dead = True
         self.proc.send_signal(sig)
-
-    def stop(self, sig=signal.SIGTERM, timeout=None):
-        """Send sig, wait for exit (bounded), return the exit code."""
-        self.assert_alive()
-        self.expected_dead = True
-        self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout or h.t(10))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            pytest.fail("condrix-core did not exit within %.0fs of signal %d" % (timeout or h.t(10), sig))
-        return rc
 
     def kill9(self):
         self.assert_alive()
@@ -180,30 +130,6 @@ class CoreServer:
         rc = self.stop()
         assert rc == 0, "exit code %s on SIGTERM\n%s" % (rc, self.stderr()[-3000:])
         return self.start(expect_token=expect_token)
-
-    def finish(self):
-        """Teardown: -> list of problems."""
-        problems = []
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    rc = self.proc.wait(h.t(10))
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
-                    rc = "timeout"
-                if rc != 0:
-                    problems.append("exit code %s after SIGTERM at teardown" % rc)
-            elif not self.expected_dead:
-                problems.append("server exited on its own before teardown (rc %s)" % self.proc.returncode)
-        err = self.all_stderr()
-        if "Sanitizer" in err or "runtime error:" in err:
-            i = max(err.find("Sanitizer"), err.find("runtime error:"))
-            problems.append("sanitizer report in stderr:\n" + err[max(0, i - 500):i + 3000])
-        if problems:
-            problems.append("--- stderr tail ---\n" + err[-3000:])
-        return problems
 
 
 class Factory:

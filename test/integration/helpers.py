@@ -16,12 +16,15 @@ import os
 import re
 import secrets
 import select
+import signal
 import socket
+import ssl
 import struct
 import subprocess
 import time
 import uuid
 
+import pytest
 import websockets
 import websockets.exceptions
 
@@ -720,3 +723,89 @@ def check_slow_reader(srv, n_tokens=60):
     status, _, body = http_get(srv.port, "/healthz", tls_ctx=srv.client_ssl)
     assert status == 200 and body.strip() == b"ok"
     return sent, dropped
+
+
+# --------------------------------------------------------------------------- server processes
+
+class ServerProcess:
+    """What the Core's and Maestro's test harnesses share: readiness, logs, stopping, and
+    the teardown checks. Subclasses set NAME, proc, port, stdout_path, stderr_path, logs,
+    expected_dead, client_ssl, and define start()."""
+
+    NAME = "server"
+    client_ssl = None
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + t(10)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                status, _, body = http_get(self.port, "/healthz", tls_ctx=self.client_ssl, timeout=t(2))
+                if status == 200 and body.strip() == b"ok":
+                    return True
+            except (OSError, AssertionError, ValueError, ssl.SSLError):
+                pass
+            time.sleep(0.02)
+        pytest.fail("%s not ready (GET /healthz) within %.0fs\n%s" % (self.NAME, t(10), self.stderr()[-3000:]))
+
+    def stdout(self):
+        with open(self.stdout_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stderr(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def all_stderr(self):
+        out = []
+        for p in self.logs:
+            try:
+                with open(p, "rb") as f:
+                    out.append(f.read().decode("utf-8", "replace"))
+            except OSError:
+                pass
+        return "\n".join(out)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def assert_alive(self):
+        assert self.alive(), "%s died (rc %s)\n%s" % (self.NAME, self.proc.returncode, self.stderr()[-4000:])
+
+    def stop(self, sig=signal.SIGTERM, timeout=None):
+        """Send sig, wait for exit (bounded), return the exit code."""
+        self.assert_alive()
+        self.expected_dead = True
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout or t(10))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            pytest.fail("%s did not exit within %.0fs of signal %d" % (self.NAME, timeout or t(10), sig))
+
+    def finish(self):
+        """Teardown: -> list of problems (a bad exit, a death nobody asked for, a sanitizer
+        report in any run's stderr)."""
+        problems = []
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    rc = self.proc.wait(t(10))
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5)
+                    rc = "timeout"
+                if rc != 0:
+                    problems.append("%s: exit code %s after SIGTERM at teardown" % (self.NAME, rc))
+            elif not self.expected_dead:
+                problems.append("%s exited on its own before teardown (rc %s)" % (self.NAME, self.proc.returncode))
+        err = self.all_stderr()
+        if "Sanitizer" in err or "runtime error:" in err:
+            i = max(err.find("Sanitizer"), err.find("runtime error:"))
+            problems.append("sanitizer report in %s stderr:\n%s" % (self.NAME, err[max(0, i - 500):i + 3000]))
+        if problems:
+            problems.append("--- %s stderr tail ---\n%s" % (self.NAME, err[-3000:]))
+        return problems

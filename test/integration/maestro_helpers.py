@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import time
@@ -37,10 +36,10 @@ BASE_ENV = {
 }
 
 
-class MaestroServer:
+class MaestroServer(h.ServerProcess):
     """One condrix-maestro process, restartable on the same home and port."""
 
-    client_ssl = None  # what helpers.connect() looks for
+    NAME = "condrix-maestro"
 
     def __init__(self, factory, home, env=None, args=None):
         self.factory = factory
@@ -98,79 +97,10 @@ class MaestroServer:
             self.password = m.group(1)
         return self
 
-    def _wait_ready(self):
-        deadline = time.monotonic() + h.t(10)
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                status, _, body = h.http_get(self.port, "/healthz", timeout=h.t(2))
-                if status == 200 and body.strip() == b"ok":
-                    return True
-            except (OSError, AssertionError, ValueError):
-                pass
-            time.sleep(0.01)
-        pytest.fail("condrix-maestro not ready within %.0fs\n%s" % (h.t(10), self.stderr()[-3000:]))
-
-    def stdout(self):
-        with open(self.stdout_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stderr(self):
-        with open(self.stderr_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def all_stderr(self):
-        out = []
-        for p in self.logs:
-            try:
-                with open(p, "rb") as f:
-                    out.append(f.read().decode("utf-8", "replace"))
-            except OSError:
-                pass
-        return "\n".join(out)
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, sig=signal.SIGTERM):
-        assert self.alive(), "condrix-maestro died (rc %s)\n%s" % (self.proc.returncode, self.stderr()[-3000:])
-        self.expected_dead = True
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(h.t(10))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            pytest.fail("condrix-maestro did not exit within %.0fs of signal %d" % (h.t(10), sig))
-
     def restart(self):
         rc = self.stop()
         assert rc == 0, "exit code %s on SIGTERM\n%s" % (rc, self.stderr()[-3000:])
         return self.start()
-
-    def finish(self):
-        problems = []
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    rc = self.proc.wait(h.t(10))
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
-                    rc = "timeout"
-                if rc != 0:
-                    problems.append("maestro: exit code %s after SIGTERM at teardown" % rc)
-            elif not self.expected_dead:
-                problems.append("maestro exited on its own before teardown (rc %s)" % self.proc.returncode)
-        err = self.all_stderr()
-        if "Sanitizer" in err or "runtime error:" in err:
-            i = max(err.find("Sanitizer"), err.find("runtime error:"))
-            problems.append("sanitizer report in maestro stderr:\n" + err[max(0, i - 500):i + 3000])
-        if problems:
-            problems.append("--- maestro stderr tail ---\n" + err[-3000:])
-        return problems
 
     # -- the admin verbs on the same home ---------------------------------
     def cli(self, *args, stdin=None, expect_rc=0, json_out=True):

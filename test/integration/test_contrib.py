@@ -14,7 +14,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import time
 
 import pytest
 import websockets

@@ -346,8 +346,11 @@ async def test_old_token_valid_until_push_answered(mx):
     rid = h.new_id("rot")
     await admin.send_env(h.envelope("cores.rotateToken", {"id": cid}, "maestro", rid))
     push = await core.next_request()
+    assert (push["namespace"], push["action"]) == ("core", "maestro.setToken"), push
+    assert mh.HEX64.match(push["payload"]["token"]) and push["payload"]["token"] != tok, push
     # a second link with the OLD token is still accepted before the answer
     other, m = await raw_core(mx, "pend-core", tok)
+    assert m["payload"]["id"] == cid, m
     got, _ = await core.expect_close()
     assert got == 4003
     await other.close()
